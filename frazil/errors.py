@@ -1,0 +1,61 @@
+"""The platform's own refusals. Each carries its HTTP status and a machine-readable type;
+`frazil.api.errors` turns them into JSON responses in exactly one place."""
+from __future__ import annotations
+
+
+class FrazilError(Exception):
+    status = 500
+    type = "InternalError"
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(FrazilError):
+    status = 400
+    type = "BadRequest"
+
+
+class BadBundle(BadRequest):
+    type = "BadBundle"
+
+
+class BuildFailed(BadRequest):
+    type = "BuildFailed"
+
+
+class Unauthorized(FrazilError):
+    status = 401
+    type = "Unauthorized"
+
+
+class Forbidden(FrazilError):
+    status = 403
+    type = "Forbidden"
+
+
+class NotFound(FrazilError):
+    status = 404
+    type = "NotFound"
+
+
+class Conflict(FrazilError):
+    status = 409
+    type = "Conflict"
+
+
+class PayloadTooLarge(FrazilError):
+    status = 413
+    type = "PayloadTooLarge"
+
+
+class TooManyRequests(FrazilError):
+    status = 429
+    type = "TooManyRequests"
+
+
+class ServiceUnavailable(FrazilError):
+    status = 503
+    type = "ServiceUnavailable"

@@ -1,0 +1,109 @@
+"""Platform settings and every environment variable name frazil reads.
+
+All env-var names live here (STYLE habit 4). `Settings.from_env()` is the only place
+that reads them for the server; client-side names are used by `frazil.cli.client`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+# --- environment variable names -------------------------------------------------------
+ENV_ADMIN_KEY = "FRAZIL_ADMIN_KEY"
+ENV_URL = "FRAZIL_URL"
+ENV_TOKEN = "FRAZIL_TOKEN"
+ENV_HTTP_ALLOW = "FRAZIL_HTTP_ALLOW"
+ENV_SANDBOX = "FRAZIL_SANDBOX"  # "isolated" (default) or "plain" (no isolation; development only)
+ENV_KEEP_ALIVE_S = "FRAZIL_KEEP_ALIVE_S"
+ENV_MAX_IDLE_INSTANCES = "FRAZIL_MAX_IDLE_INSTANCES"
+ENV_TIER_LIMIT_128 = "FRAZIL_TIER_LIMIT_128"
+ENV_TIER_LIMIT_256 = "FRAZIL_TIER_LIMIT_256"
+ENV_SYNC_RETRY_S = "FRAZIL_SYNC_RETRY_S"
+ENV_ASYNC_RETRY_S = "FRAZIL_ASYNC_RETRY_S"
+ENV_ASYNC_MAX_RETRIES = "FRAZIL_ASYNC_MAX_RETRIES"
+ENV_MAX_PAYLOAD_BYTES = "FRAZIL_MAX_PAYLOAD_BYTES"
+ENV_LOG_CAP_BYTES = "FRAZIL_LOG_CAP_BYTES"
+ENV_BUILD_TIMEOUT_S = "FRAZIL_BUILD_TIMEOUT_S"
+ENV_DATABASE_URL = "FRAZIL_DATABASE_URL"
+ENV_REQUIRE_SERVICES = "FRAZIL_REQUIRE_SERVICES"  # tests only: fail instead of skip
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+ADMIN_KEY_FILE = "admin.key"
+DEFAULT_DATA_DIR = ".frazil"
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A memory tier: the cgroup limits one instance gets."""
+
+    memory_mb: int
+    cpu: float  # CPUs, e.g. 0.5 = 50 ms of every 100 ms
+    concurrency: int  # running invocations allowed for the whole installation
+
+
+def _default_tiers() -> dict[int, Tier]:
+    return {128: Tier(128, 0.5, 100), 256: Tier(256, 0.75, 10)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_key: str | None = None
+    database_url: str | None = None  # default: sqlite under data_dir
+    sandbox: str = "isolated"
+    tiers: dict[int, Tier] = field(default_factory=_default_tiers)
+    keep_alive_s: float = 600.0
+    max_idle_instances: int = 2000
+    sync_retry_s: float = 2.0
+    async_retry_s: float = 300.0
+    async_max_retries: int = 2
+    max_payload_bytes: int = 6 * MB
+    max_bundle_bytes: int = 50 * MB
+    log_cap_bytes: int = 256 * 1024
+    tmp_mb: int = 64
+    pids_max: int = 64
+    default_timeout_s: float = 10.0
+    max_timeout_s: float = 900.0
+    build_timeout_s: float = 300.0
+    http_allow: tuple[str, ...] = ()
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "frazil.db"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.sqlite_path}"
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        base = cls()
+        tiers = dict(base.tiers)
+        for mb, name in ((128, ENV_TIER_LIMIT_128), (256, ENV_TIER_LIMIT_256)):
+            if name in env:
+                tiers[mb] = replace(tiers[mb], concurrency=int(env[name]))
+        values = dict(
+            admin_key=env.get(ENV_ADMIN_KEY) or None,
+            database_url=env.get(ENV_DATABASE_URL) or None,
+            sandbox=env.get(ENV_SANDBOX, base.sandbox),
+            tiers=tiers,
+            keep_alive_s=float(env.get(ENV_KEEP_ALIVE_S, base.keep_alive_s)),
+            max_idle_instances=int(env.get(ENV_MAX_IDLE_INSTANCES, base.max_idle_instances)),
+            sync_retry_s=float(env.get(ENV_SYNC_RETRY_S, base.sync_retry_s)),
+            async_retry_s=float(env.get(ENV_ASYNC_RETRY_S, base.async_retry_s)),
+            async_max_retries=int(env.get(ENV_ASYNC_MAX_RETRIES, base.async_max_retries)),
+            max_payload_bytes=int(env.get(ENV_MAX_PAYLOAD_BYTES, base.max_payload_bytes)),
+            log_cap_bytes=int(env.get(ENV_LOG_CAP_BYTES, base.log_cap_bytes)),
+            build_timeout_s=float(env.get(ENV_BUILD_TIMEOUT_S, base.build_timeout_s)),
+            http_allow=tuple(x.strip() for x in env.get(ENV_HTTP_ALLOW, "").split(",") if x.strip()),
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        return cls(**values)
