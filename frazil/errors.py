@@ -46,6 +46,11 @@ class Conflict(FrazilError):
     type = "Conflict"
 
 
+class LengthRequired(FrazilError):
+    status = 411
+    type = "LengthRequired"
+
+
 class PayloadTooLarge(FrazilError):
     status = 413
     type = "PayloadTooLarge"

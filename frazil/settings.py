@@ -22,6 +22,7 @@ ENV_TIER_LIMIT_256 = "FRAZIL_TIER_LIMIT_256"
 ENV_SYNC_RETRY_S = "FRAZIL_SYNC_RETRY_S"
 ENV_ASYNC_RETRY_S = "FRAZIL_ASYNC_RETRY_S"
 ENV_ASYNC_MAX_RETRIES = "FRAZIL_ASYNC_MAX_RETRIES"
+ENV_ASYNC_RETRY_BACKOFF_S = "FRAZIL_ASYNC_RETRY_BACKOFF_S"
 ENV_MAX_PAYLOAD_BYTES = "FRAZIL_MAX_PAYLOAD_BYTES"
 ENV_LOG_CAP_BYTES = "FRAZIL_LOG_CAP_BYTES"
 ENV_BUILD_TIMEOUT_S = "FRAZIL_BUILD_TIMEOUT_S"
@@ -62,6 +63,7 @@ class Settings:
     sync_retry_s: float = 2.0
     async_retry_s: float = 300.0
     async_max_retries: int = 2
+    async_retry_backoff_s: float = 1.0
     max_payload_bytes: int = 6 * MB
     max_bundle_bytes: int = 50 * MB
     log_cap_bytes: int = 256 * 1024
@@ -98,6 +100,7 @@ class Settings:
             sync_retry_s=float(env.get(ENV_SYNC_RETRY_S, base.sync_retry_s)),
             async_retry_s=float(env.get(ENV_ASYNC_RETRY_S, base.async_retry_s)),
             async_max_retries=int(env.get(ENV_ASYNC_MAX_RETRIES, base.async_max_retries)),
+            async_retry_backoff_s=float(env.get(ENV_ASYNC_RETRY_BACKOFF_S, base.async_retry_backoff_s)),
             max_payload_bytes=int(env.get(ENV_MAX_PAYLOAD_BYTES, base.max_payload_bytes)),
             log_cap_bytes=int(env.get(ENV_LOG_CAP_BYTES, base.log_cap_bytes)),
             build_timeout_s=float(env.get(ENV_BUILD_TIMEOUT_S, base.build_timeout_s)),

@@ -1,0 +1,49 @@
+"""Prometheus metrics of one platform (its own registry, so tests can run several)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+SANDBOX_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.invocations = Counter("frazil_invocations", "Finished invocation attempts",
+                                   ["function", "status"], registry=r)
+        self.duration = Histogram("frazil_invocation_duration_seconds", "Handler run time",
+                                  ["function"], buckets=LATENCY_BUCKETS, registry=r)
+        self.cold_starts = Counter("frazil_cold_starts", "Invocations that needed a new instance",
+                                   ["function"], registry=r)
+        self.throttled_sync = Counter("frazil_throttled_sync", "Sync invocations refused with 429",
+                                      ["function"], registry=r)
+        self.running = Gauge("frazil_running_invocations", "Running invocations per tier", ["tier"], registry=r)
+        self.queue_depth = Gauge("frazil_async_queue_depth", "Async invocations waiting in the queue", registry=r)
+        self.instances = Gauge("frazil_instances", "Instances by state", ["state"], registry=r)
+        self.sandbox_create = Histogram("frazil_sandbox_create_seconds", "Time to create an instance, to ready",
+                                        buckets=SANDBOX_BUCKETS, registry=r)
+        self.sandbox_destroy = Histogram("frazil_sandbox_destroy_seconds", "Time to destroy an instance",
+                                         buckets=SANDBOX_BUCKETS, registry=r)
+
+    def bind(self, admission, pool) -> None:
+        """Gauges read live from their owners when scraped."""
+        for mb, slots in admission.tiers.items():
+            self.running.labels(tier=str(mb)).set_function(lambda s=slots: s.running)
+        self.instances.labels(state="idle").set_function(lambda: pool.counts()["idle"])
+        self.instances.labels(state="busy").set_function(lambda: pool.counts()["busy"])
+
+    # --- hooks called by the invoker --------------------------------------------------------
+
+    def started(self, version) -> None:
+        pass
+
+    def finished(self, version, record, outcome) -> None:
+        self.invocations.labels(version.function, outcome.status.value).inc()
+        self.duration.labels(version.function).observe(outcome.duration_ms / 1000)
+        if record.cold:
+            self.cold_starts.labels(version.function).inc()
+
+    def throttled(self, version) -> None:
+        self.throttled_sync.labels(version.function).inc()
