@@ -28,6 +28,10 @@ ENV_LOG_CAP_BYTES = "FRAZIL_LOG_CAP_BYTES"
 ENV_BUILD_TIMEOUT_S = "FRAZIL_BUILD_TIMEOUT_S"
 ENV_DATABASE_URL = "FRAZIL_DATABASE_URL"
 ENV_REQUIRE_SERVICES = "FRAZIL_REQUIRE_SERVICES"  # tests only: fail instead of skip
+ENV_TOKEN_TTL_S = "FRAZIL_TOKEN_TTL_S"  # BaaS end-user tokens
+ENV_LOGIN_MAX_FAILURES = "FRAZIL_LOGIN_MAX_FAILURES"
+ENV_LOGIN_WINDOW_S = "FRAZIL_LOGIN_WINDOW_S"
+ENV_MAX_RECORD_BYTES = "FRAZIL_MAX_RECORD_BYTES"
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 ADMIN_KEY_FILE = "admin.key"
@@ -73,6 +77,11 @@ class Settings:
     max_timeout_s: float = 900.0
     build_timeout_s: float = 300.0
     http_allow: tuple[str, ...] = ()
+    # BaaS data store (frazil.data)
+    token_ttl_s: float = 7 * 24 * 3600.0
+    login_max_failures: int = 5  # failed logins per username and per client address ...
+    login_window_s: float = 60.0  # ... within this window, then 429
+    max_record_bytes: int = 1 * MB
 
     @property
     def sqlite_path(self) -> Path:
@@ -105,6 +114,10 @@ class Settings:
             log_cap_bytes=int(env.get(ENV_LOG_CAP_BYTES, base.log_cap_bytes)),
             build_timeout_s=float(env.get(ENV_BUILD_TIMEOUT_S, base.build_timeout_s)),
             http_allow=tuple(x.strip() for x in env.get(ENV_HTTP_ALLOW, "").split(",") if x.strip()),
+            token_ttl_s=float(env.get(ENV_TOKEN_TTL_S, base.token_ttl_s)),
+            login_max_failures=int(env.get(ENV_LOGIN_MAX_FAILURES, base.login_max_failures)),
+            login_window_s=float(env.get(ENV_LOGIN_WINDOW_S, base.login_window_s)),
+            max_record_bytes=int(env.get(ENV_MAX_RECORD_BYTES, base.max_record_bytes)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
