@@ -1,0 +1,35 @@
+'use strict';
+// The one hook the in-sandbox SDK (frazil-sdk) uses to talk to the platform.
+//
+//   const bridge = require('../bridge');
+//   const reply = await bridge.sendSdkCall({op: 'db.insert', table: 'notes', record: {...}});
+//
+// sendSdkCall(message) sends {"type": "sdk_call", "call": <id>, "invocation_id": <current
+// invocation, if any>, ...message} on the protocol channel and returns a Promise that resolves
+// with the matching {"type": "sdk_reply", "call": <id>, ...} frame, whatever else it carries
+// (the SDK decides what ok/error mean). Many calls may be in flight at once. The loop installs
+// the sender when it starts; before that, calls reject.
+
+let sender = null;
+let current = null; // the invocation being served: {id, deadline_ms} or null
+
+function install(fn) {
+  sender = fn;
+}
+
+function setCurrentInvocation(invocation) {
+  current = invocation;
+}
+
+function currentInvocation() {
+  return current;
+}
+
+function sendSdkCall(message) {
+  if (sender === null) {
+    return Promise.reject(new Error('frazil-sdk: the platform channel is not connected'));
+  }
+  return sender(message);
+}
+
+module.exports = { install, sendSdkCall, setCurrentInvocation, currentInvocation };
