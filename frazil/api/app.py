@@ -7,12 +7,12 @@ from fastapi import FastAPI
 from frazil.api.responses import JSONResponse
 
 from frazil import __version__
-from frazil.api import functions, health, invocations
+from frazil.api import auth, functions, health, invocations, tables
 from frazil.api.errors import install_error_handlers
 from frazil.settings import Settings
 
 # Every resource's router; each module owns its routes.
-ROUTERS = [health.router, functions.router, invocations.router]
+ROUTERS = [health.router, functions.router, invocations.router, auth.router, tables.router]
 
 
 def create_app(settings: Settings, platform=None) -> FastAPI:
