@@ -18,7 +18,8 @@ from frazil.cli.scaffold import scaffold
 
 app = typer.Typer(help="frazil: self-hosted serverless cloud functions.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-out = Console()
+# Piped output is not a terminal: give tables room instead of cutting names short.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 

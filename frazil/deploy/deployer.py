@@ -48,6 +48,9 @@ class Deployer:
         self.on_activated = on_activated  # async (FunctionVersion) -> None
         self.code_root = settings.data_dir / "code"
         self.builds: dict[tuple[str, int], BuildLog] = {}  # builds running now
+        self.unpack_limits = UnpackLimits(max_files=settings.max_bundle_files,
+                                          max_total_bytes=settings.max_unpacked_bytes,
+                                          max_file_bytes=min(UnpackLimits.max_file_bytes, settings.max_unpacked_bytes))
 
     def code_dir(self, version: FunctionVersion) -> Path:
         """Where `version`'s code is unpacked (unpacking it again from its blob if needed)."""
@@ -114,7 +117,7 @@ class Deployer:
 
     def _unpack(self, bundle: bytes, code_dir: Path, handler: str) -> None:
         try:
-            unpack_bundle(bundle, code_dir, UnpackLimits(), handler=handler)
+            unpack_bundle(bundle, code_dir, self.unpack_limits, handler=handler)
         except FileExistsError:
             pass  # a concurrent deploy of the same bundle unpacked it first: same content
 

@@ -27,6 +27,7 @@ class RecordWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closed = False
+        self._flushing = asyncio.Lock()  # one batch at a time: two would insert the same rows
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="record-writer")
@@ -40,12 +41,14 @@ class RecordWriter:
         return self._pending.get(invocation_id)
 
     async def flush(self) -> None:
-        while self._pending:
-            batch = dict(self._pending)
-            await self._store.upsert_many(list(batch.values()))
-            for key, record in batch.items():
-                if self._pending.get(key) is record:
-                    del self._pending[key]
+        """Write everything pending now (returns once it is in the store)."""
+        async with self._flushing:
+            while self._pending:
+                batch = dict(self._pending)
+                await self._store.upsert_many(list(batch.values()))
+                for key, record in batch.items():
+                    if self._pending.get(key) is record:
+                        del self._pending[key]
 
     async def _run(self) -> None:
         while not self._closed:
