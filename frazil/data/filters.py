@@ -167,8 +167,9 @@ def _value(path: Path, op: Op, v, where: str):
             raise BadRequest(f"{where}: '{op.value}' takes a number or a string")
         return v
     if not _scalar(v):
-        raise BadRequest(f"{where}: '{op.value}' takes a string, number, boolean or null, not an "
-                         f"{'array' if isinstance(v, list) else 'object'} (for arrays, use 'contains')")
+        hint = ("an array (to test an element, use 'contains')" if isinstance(v, list)
+                else "an object (filter on its fields with 'field.key')")
+        raise BadRequest(f"{where}: '{op.value}' takes a string, number, boolean or null, not {hint}")
     return v
 
 
