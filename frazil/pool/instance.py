@@ -109,7 +109,10 @@ class Instance:
         self.created_at = time.monotonic()
         self.last_used = self.created_at
         self.invocations = 0
-        self.current_invocation: str | None = None  # whose SDK calls are valid right now
+        self.current_invocation: str | None = None  # the invocation running now
+        # The SDK credential of the running invocation: calls must carry it, and it dies with
+        # the invocation, so nothing a function keeps can be replayed later.
+        self.sdk_token: str | None = None
         self.death: str | None = None
         self._max_result_bytes = max_result_bytes
         self._sdk_handler = sdk_handler
@@ -190,13 +193,14 @@ class Instance:
         assert self.state is InstanceState.IDLE, f"instance {self.id} is {self.state.value}"
         self.state = InstanceState.BUSY
         self.current_invocation = invocation_id
+        self.sdk_token = secrets.token_urlsafe(18)
         self.invocations += 1
         marker = self._new_marker()
         seen = self._loop.create_future()
         self._output.expect(marker, seen)
         header = orjson.dumps({
             "type": protocol.INVOKE, "id": invocation_id, "cold": cold, "log_marker": marker.decode(),
-            "deadline_ms": (time.time() + timeout_s) * 1000,
+            "deadline_ms": (time.time() + timeout_s) * 1000, "sdk_token": self.sdk_token,
         })
         started = time.perf_counter()
         waiting = self._waiting = self._loop.create_future()
@@ -221,6 +225,7 @@ class Instance:
             timer.cancel()
             self._waiting = None
             self.current_invocation = None
+            self.sdk_token = None
         outcome.duration_ms = round(duration_ms, 3)
         outcome.logs = self._init_logs + self._output.take() if self._init_logs else self._output.take()
         self._init_logs = ""

@@ -16,7 +16,7 @@ Messages, in the order they flow for one instance:
   runtime -> platform  {"type": "ready"}  or  {"type": "init_error", "error": ERROR}
   then, one at a time:
   platform -> runtime  {"type": "invoke", "id": "...", "event": <json>, "deadline_ms": <epoch ms>,
-                        "cold": bool, "log_marker": "..."}
+                        "cold": bool, "log_marker": "...", "sdk_token": "..."}
   runtime -> platform  {"type": "result", "id": "...", "ok": true, "result": <json>}
                    or  {"type": "result", "id": "...", "ok": false, "error": ERROR}
 ERROR is {"type": "<class name>", "message": "...", "stack": "..."}.
@@ -24,7 +24,8 @@ ERROR is {"type": "<class name>", "message": "...", "stack": "..."}.
 Before each "result" the runtime flushes the function's output and writes `log_marker`
 to the output pipe, so the platform knows which output belongs to which invocation.
 SDK calls (db, http, log) travel on the same channel as "sdk_call"/"sdk_reply" frames,
-each with a "call" id, so a handler can have many in flight.
+each with a "call" id, so a handler can have many in flight. A call carries the running
+invocation's "sdk_token"; the platform refuses calls whose token is not the current one.
 """
 from __future__ import annotations
 
