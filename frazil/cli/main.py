@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from frazil.cli.bundle import read_toml, zip_folder
 from frazil.cli.client import CliError, Client
@@ -20,7 +21,7 @@ app = typer.Typer(help="frazil: self-hosted serverless cloud functions.", no_arg
                   pretty_exceptions_enable=False)
 # Piped output is not a terminal: give tables room instead of cutting names short.
 out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _fail(message: str, code: int = 1):
@@ -92,7 +93,7 @@ def _follow_build(client: Client, name: str, done: threading.Event) -> None:
         log_text = client.get(f"/v1/functions/{name}/versions/{building[0]['version']}")["version"]["build_log"]
         lines = log_text.splitlines()
         for line in lines[shown:]:
-            err.print(f"  [dim]build[/dim] {line}", highlight=False, markup=False)
+            err.print(Text.assemble(("  build ", "dim"), line), highlight=False)
         shown = len(lines)
 
 

@@ -1,0 +1,2 @@
+// The seed's smallest cloud function.
+exports.main = () => 'HelloWorld';

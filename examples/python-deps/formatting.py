@@ -1,0 +1,2 @@
+def headline(text: str) -> str:
+    return text.strip().title()
