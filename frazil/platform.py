@@ -100,6 +100,8 @@ class Platform:
     def _instance_event(self, kind: str, instance) -> None:
         if kind == "created":
             self.metrics.sandbox_create.observe(instance.stats["create_ms"] / 1000)
+        elif kind == "destroyed":
+            self.metrics.sandbox_destroy.observe(instance.stats["destroy_ms"] / 1000)
 
     def _data_service(self):
         try:

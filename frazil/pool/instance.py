@@ -122,6 +122,7 @@ class Instance:
         self._out_transport: asyncio.BaseTransport | None = None
         self._waiting: asyncio.Future | None = None  # the frame we wait for (hello/ready/result)
         self._init_logs = ""
+        self.stats: dict[str, float] = {}  # create_ms, destroy_ms
 
     @property
     def alive(self) -> bool:

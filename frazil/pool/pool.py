@@ -115,7 +115,7 @@ class InstancePool:
         except BaseException:
             await instance.destroy()
             raise
-        instance.stats = {"create_ms": (time.perf_counter() - started) * 1000}
+        instance.stats["create_ms"] = (time.perf_counter() - started) * 1000
         self._on_event("created", instance)
         return instance
 
@@ -193,7 +193,9 @@ class InstancePool:
 
     async def _destroy(self, instance: Instance) -> None:
         try:
+            started = time.perf_counter()
             await instance.destroy()
+            instance.stats["destroy_ms"] = (time.perf_counter() - started) * 1000
             self._on_event("destroyed", instance)
         except Exception:
             log.exception("destroying instance %s failed", instance.id)

@@ -158,3 +158,21 @@ class TestResident:
         wait_until(lambda: 'frazil_instances{state="idle"} 1.0' in srv.metrics(), 10,
                    what="the resident instance to be replaced")
         assert srv.invoke("keeper")["cold"] is False
+
+
+def test_metrics_cover_invocations_cold_starts_tiers_queue_instances_and_sandboxes(server_factory):
+    """/metrics exposes what the issue lists, with live values."""
+    srv = server_factory(FRAZIL_KEEP_ALIVE_S="0.2")
+    srv.deploy("measured", SLEEPER)
+    srv.invoke("measured", {"s": 0})
+    srv.invoke("measured", {"s": 0})
+    wait_until(lambda: "frazil_sandbox_destroy_seconds_count 1.0" in srv.metrics(), 10,
+               what="the idle instance to be reaped and its destroy time recorded")
+    text = srv.metrics()
+    for line in ('frazil_invocations_total{function="measured",status="succeeded"} 2.0',
+                 'frazil_cold_starts_total{function="measured"} 1.0',
+                 'frazil_invocation_duration_seconds_count{function="measured"} 2.0',
+                 'frazil_running_invocations{tier="128"} 0.0', 'frazil_running_invocations{tier="256"} 0.0',
+                 "frazil_async_queue_depth 0.0", 'frazil_instances{state="idle"} 0.0',
+                 'frazil_instances{state="busy"} 0.0', "frazil_sandbox_create_seconds_count 1.0"):
+        assert line in text, line
