@@ -138,7 +138,9 @@ class DataService:
         """Store a new record; answers it with its platform fields."""
         check_table_name(table)
         async with self.engine.connect() as conn:
-            acl = await self._acl(conn, table, create=principal.is_admin)
+            acl = await self._acl(conn, table, missing_ok=principal.is_admin)
+        if acl is None:  # only the admin gets here
+            acl = await self._create_closed(table)
         authorize(acl.write, principal, Action.WRITE, table)
         # Normalised to plain JSON types: what is stored is exactly what is answered.
         record = orjson.loads(check_fields(record, "record", self.settings.max_record_bytes))
@@ -236,18 +238,24 @@ class DataService:
 
     # --- helpers --------------------------------------------------------------------------
 
-    async def _acl(self, conn: AsyncConnection, table: str, *, create: bool = False) -> Acl:
+    async def _acl(self, conn: AsyncConnection, table: str, *, missing_ok: bool = False) -> Acl | None:
         row = (await conn.execute(select(data_tables.c.read_acl, data_tables.c.write_acl)
                                   .where(data_tables.c.name == table))).first()
         if row is not None:
             return Acl(AclMode(row.read_acl), AclMode(row.write_acl))
-        if not create:
-            raise NotFound(f"no table {table!r}")
+        if missing_ok:
+            return None
+        raise NotFound(f"no table {table!r}")
+
+    async def _create_closed(self, table: str) -> Acl:
+        """Create `table` with the admin/admin ACL unless it exists (then answer its ACL).
+        Never called while holding another connection: nested checkouts can starve the pool."""
         now = now_ms()
-        async with self.engine.begin() as write:
-            await insert_ignore(write, data_tables, dict(name=table, read_acl=AclMode.ADMIN.value,
-                                                         write_acl=AclMode.ADMIN.value, created_at=now, updated_at=now))
-        return Acl()
+        async with self.engine.begin() as conn:
+            await insert_ignore(conn, data_tables, dict(name=table, read_acl=AclMode.ADMIN.value,
+                                                        write_acl=AclMode.ADMIN.value, created_at=now, updated_at=now))
+        async with self.engine.connect() as conn:
+            return await self._acl(conn, table)
 
     def _where(self, table: str, where, scope: Scope):
         condition = and_(_records.c.table_name == table, compile_where(parse_where(where), self.sql))
