@@ -133,7 +133,7 @@ async def _isolation(settings: Settings, interpreter: str, build_root: Path) -> 
     build_real = os.path.realpath(build_root)
     if _is_within(build_real, data_dir):
         return f"the temporary folder {build_real} is inside the data dir"
-    reason = await probe_isolation(isolation, interpreter, Path(tempfile.gettempdir()) / f"frazil-probe-{os.getpid()}")
+    reason = await probe_isolation(isolation, interpreter, Path(tempfile.mkdtemp(prefix="frazil-probe-")))
     return reason if reason is not None else isolation
 
 

@@ -145,9 +145,11 @@ _probe_cache: dict[tuple, str | None] = {}
 
 async def probe_isolation(isolation: Isolation, interpreter: str, scratch: Path) -> str | None:
     """None when `interpreter` runs under `isolation` on this machine, else the reason not.
-    Cached per isolation settings for the life of the process."""
+    Cached per isolation settings for the life of the process. `scratch` is a fresh folder
+    the probe may use; it is removed."""
     key = (isolation, interpreter)
     if key in _probe_cache:
+        shutil.rmtree(scratch, ignore_errors=True)
         return _probe_cache[key]
     if os.geteuid() != 0:
         reason = "the platform does not run as root"

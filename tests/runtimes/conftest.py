@@ -119,11 +119,12 @@ class LoopDriver:
         return reply, self.read_output_until(marker)
 
     def invoke(self, event=None, *, cold: bool = False, timeout_s: float = 10.0,
-               on_sdk_call: Callable[[dict], dict] | None = None) -> tuple[dict, str]:
+               on_sdk_call: Callable[[dict], dict] | None = None, sdk_token: str | None = None) -> tuple[dict, str]:
         invocation_id = uuid.uuid4().hex
         marker = f"\n--frazil-{invocation_id}--\n"
         self.send({"type": "invoke", "id": invocation_id, "event": event, "cold": cold,
-                   "deadline_ms": time.time() * 1000 + timeout_s * 1000, "log_marker": marker})
+                   "deadline_ms": time.time() * 1000 + timeout_s * 1000, "log_marker": marker,
+                   **({"sdk_token": sdk_token} if sdk_token is not None else {})})
         while True:
             reply = self.recv()
             assert reply is not None, "the runtime closed the channel"

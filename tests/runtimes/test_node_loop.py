@@ -175,10 +175,10 @@ class TestModules:
             seen.append(call)
             return {"ok": True, "value": call["v"] * 10}
 
-        result, _ = node_loop.invoke({}, on_sdk_call=reply)
+        result, _ = node_loop.invoke({}, on_sdk_call=reply, sdk_token="tok-1")
         assert result["result"] == [10, 20, True]
         assert [c["op"] for c in seen] == ["echo", "echo"]
-        assert all(c["invocation_id"] == result["id"] for c in seen)
+        assert all(c["invocation_id"] == result["id"] and c["sdk_token"] == "tok-1" for c in seen)
 
 
 class TestErrors:

@@ -5,13 +5,14 @@
 //   const reply = await bridge.sendSdkCall({op: 'db.insert', table: 'notes', record: {...}});
 //
 // sendSdkCall(message) sends {"type": "sdk_call", "call": <id>, "invocation_id": <current
-// invocation, if any>, ...message} on the protocol channel and returns a Promise that resolves
+// invocation, if any>, "sdk_token": <the current invocation's token, from its invoke frame>,
+// ...message} on the protocol channel and returns a Promise that resolves
 // with the matching {"type": "sdk_reply", "call": <id>, ...} frame, whatever else it carries
 // (the SDK decides what ok/error mean). Many calls may be in flight at once. The loop installs
 // the sender when it starts; before that, calls reject.
 
 let sender = null;
-let current = null; // the invocation being served: {id, deadline_ms} or null
+let current = null; // the invocation being served: {id, deadline_ms, sdk_token} or null
 
 function install(fn) {
   sender = fn;

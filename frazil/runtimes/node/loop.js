@@ -274,7 +274,11 @@ class Runtime {
     const call = this.nextCall++;
     const current = bridge.currentInvocation();
     const frame = { ...message, type: protocol.SDK_CALL, call };
-    if (current && frame.invocation_id === undefined) frame.invocation_id = current.id;
+    if (current) {
+      // The platform accepts a call only with the running invocation's token.
+      if (frame.invocation_id === undefined) frame.invocation_id = current.id;
+      if (frame.sdk_token === undefined && current.sdk_token !== undefined) frame.sdk_token = current.sdk_token;
+    }
     return new Promise((resolve, reject) => {
       try {
         this.send(protocol.encode(frame));
@@ -344,7 +348,7 @@ class Runtime {
       getRemainingTimeInMillis: remaining,
     };
     let frame;
-    bridge.setCurrentInvocation({ id, deadline_ms: deadline });
+    bridge.setCurrentInvocation({ id, deadline_ms: deadline, sdk_token: request.sdk_token });
     try {
       if (!this.initialized) throw new Error('the runtime was not initialized');
       const value = await this.call(request.event === undefined ? null : request.event, context);
