@@ -1,0 +1,105 @@
+"""Nothing of an instance outlives it: not after destroy, not after the server is SIGKILLed
+and restarted. Checks processes, cgroups and mounts from the host's side."""
+import signal
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SANDBOX_PROBLEM, wait_until
+
+pytestmark = pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=SANDBOX_PROBLEM or "")
+
+LINGERER = {"index.py": (
+    "import subprocess, time\n"
+    "def main(event, context):\n"
+    "    open('/tmp/scratch', 'w').write('x' * 1000)\n"
+    "    subprocess.Popen(['sleep', '300'], start_new_session=True)  # a daemon left running\n"
+    "    time.sleep(event.get('s', 0))\n"
+    "    return 'ok'\n")}
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def instance_cgroups(data_dir: Path) -> set[str]:
+    """Names of the instance cgroups of the platform on `data_dir`, in any hierarchy."""
+    from frazil.sandbox.cgroups import ROOT_NAME, scope_for
+
+    scope = scope_for(data_dir)
+    found = set()
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        base = hierarchy / ROOT_NAME / scope
+        if base.is_dir():
+            found |= {p.name for p in base.iterdir() if p.is_dir()}
+    return found
+
+
+def mounts_mentioning(text: str) -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if text in line]
+
+
+def test_sigkill_of_the_server_then_restart_leaves_nothing(server_factory):
+    srv = server_factory(FRAZIL_SANDBOX="isolated")
+    srv.deploy("lingerer", LINGERER)
+    def in_flight():
+        try:
+            srv.invoke("lingerer", {"s": 30}, expect=None)
+        except httpx.HTTPError:
+            pass  # the server is killed under this call: that is the point
+
+    busy = threading.Thread(target=in_flight)
+    busy.start()
+    wait_until(lambda: 'frazil_instances{state="busy"} 1.0' in srv.metrics(), 20, what="a busy instance")
+    srv.invoke("lingerer")  # a second instance, idle afterwards
+    processes = descendants(srv.process.pid)
+    assert len(processes) >= 4  # launcher, two runtimes, their sleeping daemons
+    assert len(instance_cgroups(srv.data_dir)) == 2
+
+    srv.stop(signal.SIGKILL)
+    busy.join(30)
+    wait_until(lambda: not any(alive(p) for p in processes), 10,
+               what="every instance process to die with the server")
+    assert mounts_mentioning(str(srv.data_dir)) == []
+
+    srv.start()  # the new platform removes what the dead one left
+    assert instance_cgroups(srv.data_dir) == set()
+    assert srv.invoke("lingerer")["result"] == "ok"
+    srv.stop()
+    assert instance_cgroups(srv.data_dir) == set()
+
+
+def test_destroyed_instances_leave_no_cgroup_or_process(server_factory):
+    """Timeouts, crashes and reaping each destroy their instance completely."""
+    srv = server_factory(FRAZIL_SANDBOX="isolated", FRAZIL_KEEP_ALIVE_S="0.3")
+    srv.deploy("lingerer", LINGERER, timeout=1)
+    assert srv.invoke("lingerer", {"s": 5})["error"]["type"] == "Timeout"
+    srv.invoke("lingerer")
+    wait_until(lambda: instance_cgroups(srv.data_dir) == set(), 10, what="reaped instances' cgroups to go")
+    children = descendants(srv.process.pid)
+    assert len(children) == 1, children  # only the launcher is left
