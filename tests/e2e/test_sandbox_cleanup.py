@@ -1,5 +1,6 @@
 """Nothing of an instance outlives it: not after destroy, not after the server is SIGKILLed
 and restarted. Checks processes, cgroups and mounts from the host's side."""
+import os
 import signal
 import threading
 from pathlib import Path
