@@ -35,6 +35,8 @@ ENV_TOKEN_TTL_S = "FRAZIL_TOKEN_TTL_S"  # BaaS end-user tokens
 ENV_LOGIN_MAX_FAILURES = "FRAZIL_LOGIN_MAX_FAILURES"
 ENV_LOGIN_WINDOW_S = "FRAZIL_LOGIN_WINDOW_S"
 ENV_MAX_RECORD_BYTES = "FRAZIL_MAX_RECORD_BYTES"
+ENV_HTTP_MAX_IN_FLIGHT = "FRAZIL_HTTP_MAX_IN_FLIGHT"  # SDK http: requests in flight per instance
+ENV_HTTP_MAX_RESPONSE_BYTES = "FRAZIL_HTTP_MAX_RESPONSE_BYTES"
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 ADMIN_KEY_FILE = "admin.key"
@@ -87,6 +89,11 @@ class Settings:
     login_max_failures: int = 5  # failed logins per username and per client address ...
     login_window_s: float = 60.0  # ... within this window, then 429
     max_record_bytes: int = 1 * MB
+    # The SDK's HTTP proxy (frazil.sdk.proxy)
+    http_max_in_flight: int = 50  # per instance; more wait their turn
+    http_max_response_bytes: int = 6 * MB  # decoded body; larger is an error
+    http_max_request_bytes: int = 6 * MB
+    http_max_redirects: int = 5
 
     @property
     def sqlite_path(self) -> Path:
@@ -126,6 +133,8 @@ class Settings:
             login_max_failures=int(env.get(ENV_LOGIN_MAX_FAILURES, base.login_max_failures)),
             login_window_s=float(env.get(ENV_LOGIN_WINDOW_S, base.login_window_s)),
             max_record_bytes=int(env.get(ENV_MAX_RECORD_BYTES, base.max_record_bytes)),
+            http_max_in_flight=int(env.get(ENV_HTTP_MAX_IN_FLIGHT, base.http_max_in_flight)),
+            http_max_response_bytes=int(env.get(ENV_HTTP_MAX_RESPONSE_BYTES, base.http_max_response_bytes)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
