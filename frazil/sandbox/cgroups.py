@@ -1,0 +1,380 @@
+"""Per-instance cgroups, on cgroup v2 or v1, behind one small interface.
+
+Layout: <hierarchy>/frazil/<scope>/<instance>, where `scope` names one platform (a hash of
+its data dir) so two servers on one machine only ever clean up their own instances.
+
+An instance cgroup carries the tier's memory limit (swap off), its CPU quota and a pids
+limit. The sandboxed child joins it by writing "0" to `cgroup.procs` descriptors that the
+platform opened ahead of time (one per hierarchy), so the child needs no path and no
+lookup. `oom_kills()` reads the kernel's own count of OOM kills, which is how an exit is
+told apart from any other SIGKILL.
+
+Invariant: only the platform that owns a scope creates or removes cgroups below it; a
+cgroup is removed only once it has no process left (the kernel refuses otherwise).
+"""
+from __future__ import annotations
+
+import abc
+import errno
+import hashlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT_NAME = "frazil"
+CPU_PERIOD_US = 100_000
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+class CgroupError(OSError):
+    pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int
+    cpu: float  # CPUs: 0.5 = 50 ms of every 100 ms
+    pids_max: int
+
+
+def scope_for(data_dir: Path) -> str:
+    """A short stable name for one platform's data dir."""
+    return hashlib.sha256(os.fsencode(os.path.realpath(data_dir))).hexdigest()[:12]
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str:
+    with open(path, "rb", buffering=0) as f:
+        return f.read().decode()
+
+
+def _keyed(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
+
+
+def cgroup_mounts(mountinfo: str | None = None) -> list[tuple[str, str, set[str]]]:
+    """(fstype, mountpoint, controllers) of every cgroup mount, from /proc/self/mountinfo."""
+    if mountinfo is None:
+        with open(MOUNTINFO) as f:
+            mountinfo = f.read()
+    found = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
+            continue
+        mountpoint = fields[4].replace("\\040", " ")
+        controllers = set(rfields[2].split(",")) if rfields[0] == "cgroup" else set()
+        if rfields[0] == "cgroup2":
+            try:
+                controllers = set(_read(os.path.join(mountpoint, "cgroup.controllers")).split())
+            except OSError:
+                controllers = set()
+        found.append((rfields[0], mountpoint, controllers))
+    return found
+
+
+class InstanceCgroup(abc.ABC):
+    """One instance's cgroup (a directory in each hierarchy the backend uses)."""
+
+    def __init__(self, name: str, dirs: list[str]):
+        self.name = name
+        self.dirs = dirs
+
+    def open_procs(self) -> list[int]:
+        """Descriptors on cgroup.procs; the child joins by writing b"0" to each."""
+        fds = []
+        try:
+            for d in self.dirs:
+                fds.append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for d in self.dirs:
+            try:
+                found.update(int(x) for x in _read(os.path.join(d, "cgroup.procs")).split())
+            except FileNotFoundError:
+                pass
+        return found
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self.dirs)
+
+    @abc.abstractmethod
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup (best effort, never raises)."""
+
+    @abc.abstractmethod
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer killed in this cgroup."""
+
+    @abc.abstractmethod
+    def cpu_usage_ns(self) -> int:
+        """CPU time used by the cgroup's processes so far."""
+
+    @abc.abstractmethod
+    def memory_peak_bytes(self) -> int:
+        """Highest memory use seen (0 when the kernel does not say)."""
+
+    def _kill_listed(self) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def remove(self, timeout_s: float = 2.0) -> None:
+        """Kill what is left, then remove the directories; raises CgroupError if it cannot."""
+        deadline = time.monotonic() + timeout_s
+        pending = list(self.dirs)
+        while pending:
+            d = pending[0]
+            try:
+                os.rmdir(d)
+                pending.pop(0)
+                continue
+            except FileNotFoundError:
+                pending.pop(0)
+                continue
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise CgroupError(exc.errno, f"cannot remove cgroup {d}: {exc.strerror}") from None
+            self.kill_all()
+            time.sleep(0.001)
+
+
+class CgroupBackend(abc.ABC):
+    """The cgroup tree of one platform scope."""
+
+    version: int
+
+    def __init__(self, scope: str):
+        self.scope = scope
+
+    @abc.abstractmethod
+    def scope_dirs(self) -> list[str]:
+        """<hierarchy>/frazil/<scope> for every hierarchy used."""
+
+    @abc.abstractmethod
+    def prepare(self) -> None:
+        """Create the frazil/<scope> parents (idempotent)."""
+
+    @abc.abstractmethod
+    def create(self, name: str, limits: Limits) -> InstanceCgroup:
+        """A new instance cgroup with `limits` applied; raises OSError."""
+
+    @abc.abstractmethod
+    def attach(self, name: str) -> InstanceCgroup:
+        """The instance cgroup `name` as it exists (for clean-up)."""
+
+    def instance_names(self) -> list[str]:
+        names: set[str] = set()
+        for d in self.scope_dirs():
+            try:
+                names.update(e.name for e in os.scandir(d) if e.is_dir(follow_symlinks=False))
+            except FileNotFoundError:
+                pass
+        return sorted(names)
+
+    def remove_scope(self) -> None:
+        """Remove frazil/<scope> (and frazil/ when no other scope is left); never raises."""
+        for d in self.scope_dirs():
+            for path in (d, os.path.dirname(d)):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    break
+
+
+# --- cgroup v1 ------------------------------------------------------------------------
+
+class V1Cgroup(InstanceCgroup):
+    def __init__(self, name: str, dirs: dict[str, str]):
+        super().__init__(name, sorted(set(dirs.values())))
+        self.by_controller = dirs
+
+    def kill_all(self) -> None:
+        # Every process of an instance lives in its PID namespace, so killing its init
+        # already takes the rest; this loop is the fallback for strays.
+        self._kill_listed()
+
+    def oom_kills(self) -> int:
+        try:
+            return _keyed(_read(os.path.join(self.by_controller["memory"], "memory.oom_control"))).get("oom_kill", 0)
+        except OSError:
+            return 0
+
+    def cpu_usage_ns(self) -> int:
+        d = self.by_controller.get("cpuacct")
+        if d is None:
+            return 0
+        return int(_read(os.path.join(d, "cpuacct.usage")))
+
+    def memory_peak_bytes(self) -> int:
+        try:
+            return int(_read(os.path.join(self.by_controller["memory"], "memory.max_usage_in_bytes")))
+        except OSError:
+            return 0
+
+
+class V1Backend(CgroupBackend):
+    version = 1
+    REQUIRED = ("memory", "cpu", "pids")
+    OPTIONAL = ("cpuacct",)
+
+    def __init__(self, scope: str, mounts: dict[str, str]):
+        super().__init__(scope)
+        self.mounts = mounts  # controller -> hierarchy mountpoint
+        self._memsw = os.path.exists(os.path.join(mounts["memory"], "memory.memsw.limit_in_bytes"))
+
+    @classmethod
+    def discover(cls, scope: str, found=None) -> "V1Backend | None":
+        mounts: dict[str, str] = {}
+        for fstype, mountpoint, controllers in found if found is not None else cgroup_mounts():
+            if fstype != "cgroup":
+                continue
+            for c in cls.REQUIRED + cls.OPTIONAL:
+                if c in controllers and c not in mounts:
+                    mounts[c] = mountpoint
+        if not all(c in mounts for c in cls.REQUIRED):
+            return None
+        return cls(scope, mounts)
+
+    def _dirs(self, *parts: str) -> dict[str, str]:
+        return {c: os.path.join(m, ROOT_NAME, self.scope, *parts) for c, m in self.mounts.items()}
+
+    def scope_dirs(self) -> list[str]:
+        return sorted(set(self._dirs().values()))
+
+    def prepare(self) -> None:
+        for d in self.scope_dirs():
+            os.makedirs(d, exist_ok=True)
+
+    def create(self, name: str, limits: Limits) -> V1Cgroup:
+        dirs = self._dirs(name)
+        cg = V1Cgroup(name, dirs)
+        try:
+            for d in cg.dirs:
+                os.mkdir(d)
+            mem = dirs["memory"]
+            _write(os.path.join(mem, "memory.limit_in_bytes"), str(limits.memory_bytes))
+            if self._memsw:  # memory+swap = memory: the instance never swaps
+                _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(limits.memory_bytes))
+            _write(os.path.join(dirs["cpu"], "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+            _write(os.path.join(dirs["cpu"], "cpu.cfs_quota_us"), str(max(1000, int(limits.cpu * CPU_PERIOD_US))))
+            _write(os.path.join(dirs["pids"], "pids.max"), str(limits.pids_max))
+        except OSError:
+            try:
+                cg.remove(timeout_s=0)
+            except OSError:
+                pass
+            raise
+        return cg
+
+    def attach(self, name: str) -> V1Cgroup:
+        return V1Cgroup(name, self._dirs(name))
+
+
+# --- cgroup v2 ------------------------------------------------------------------------
+
+class V2Cgroup(InstanceCgroup):
+    @property
+    def dir(self) -> str:
+        return self.dirs[0]
+
+    def kill_all(self) -> None:
+        try:
+            _write(os.path.join(self.dir, "cgroup.kill"), "1")
+        except OSError:
+            self._kill_listed()
+
+    def oom_kills(self) -> int:
+        try:
+            return _keyed(_read(os.path.join(self.dir, "memory.events"))).get("oom_kill", 0)
+        except OSError:
+            return 0
+
+    def cpu_usage_ns(self) -> int:
+        return _keyed(_read(os.path.join(self.dir, "cpu.stat"))).get("usage_usec", 0) * 1000
+
+    def memory_peak_bytes(self) -> int:
+        try:
+            return int(_read(os.path.join(self.dir, "memory.peak")))
+        except OSError:
+            return 0
+
+
+class V2Backend(CgroupBackend):
+    version = 2
+    REQUIRED = ("memory", "cpu", "pids")
+
+    def __init__(self, scope: str, mountpoint: str):
+        super().__init__(scope)
+        self.mountpoint = mountpoint
+
+    @classmethod
+    def discover(cls, scope: str, found=None) -> "V2Backend | None":
+        for fstype, mountpoint, controllers in found if found is not None else cgroup_mounts():
+            if fstype == "cgroup2" and all(c in controllers for c in cls.REQUIRED):
+                return cls(scope, mountpoint)
+        return None
+
+    def scope_dirs(self) -> list[str]:
+        return [os.path.join(self.mountpoint, ROOT_NAME, self.scope)]
+
+    def prepare(self) -> None:
+        enable = " ".join(f"+{c}" for c in self.REQUIRED)
+        path = self.mountpoint
+        for part in (ROOT_NAME, self.scope):
+            _write(os.path.join(path, "cgroup.subtree_control"), enable)
+            path = os.path.join(path, part)
+            os.makedirs(path, exist_ok=True)
+        _write(os.path.join(path, "cgroup.subtree_control"), enable)
+
+    def create(self, name: str, limits: Limits) -> V2Cgroup:
+        d = os.path.join(self.scope_dirs()[0], name)
+        cg = V2Cgroup(name, [d])
+        os.mkdir(d)
+        try:
+            _write(os.path.join(d, "memory.max"), str(limits.memory_bytes))
+            if os.path.exists(os.path.join(d, "memory.swap.max")):
+                _write(os.path.join(d, "memory.swap.max"), "0")
+            _write(os.path.join(d, "cpu.max"), f"{max(1000, int(limits.cpu * CPU_PERIOD_US))} {CPU_PERIOD_US}")
+            _write(os.path.join(d, "pids.max"), str(limits.pids_max))
+        except OSError:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+            raise
+        return cg
+
+    def attach(self, name: str) -> V2Cgroup:
+        return V2Cgroup(name, [os.path.join(self.scope_dirs()[0], name)])
+
+
+def discover(scope: str, found=None) -> CgroupBackend | None:
+    """The v2 backend when a v2 hierarchy has memory, cpu and pids; else v1; else None."""
+    found = cgroup_mounts() if found is None else found
+    return V2Backend.discover(scope, found) or V1Backend.discover(scope, found)

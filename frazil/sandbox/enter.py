@@ -1,0 +1,202 @@
+"""Entering the sandbox: the whole sequence from clone to exec, in one function.
+
+`launch()` runs in a single-threaded Python process that has the `Prepared` pieces (the
+launcher today; a zygote later). It clones a child and, in the child, goes through:
+
+   clone(CLONE_PARENT | NEWPID | NEWIPC | NEWUTS [| NEWNET])
+     The child is PID 1 of a new PID namespace and a direct child of the *platform*
+     (CLONE_PARENT), so the platform reaps it, gets its real exit status, holds a pidfd
+     on it, and PR_SET_PDEATHSIG follows the platform's death.
+   1. join the instance's cgroups       write "0" to pre-opened cgroup.procs descriptors,
+                                         first, so everything after is charged and limited
+   2. new session                       the platform's terminal signals do not reach it
+   3. clone the code and layer trees     open_tree() while the host paths are still visible,
+                                         made read-only, nosuid, nodev
+   4. mount namespace                   setns() into the prebuilt template (rootfs.py) and
+                                         unshare(NEWNS | NEWCGROUP): a private copy of a
+                                         handful of mounts, and /proc/self/cgroup says "/"
+   5. per-instance mounts               /code and /layers/N (move_mount of the clones),
+                                         a fresh /tmp tmpfs of tmp_mb, a fresh /proc
+   6. hostname                          in its own UTS namespace
+   7. rlimits                           CPU, FSIZE, NOFILE, CORE=0
+   8. identity                          no groups, the instance's own gid and uid, then an
+                                         explicit empty capability set (the bounding and
+                                         ambient sets are already empty: the launcher emptied
+                                         its own once, and the child inherits them)
+   9. parent death signal               SIGKILL when the platform dies; set after the uid
+                                         change (which clears it), then re-check the platform
+  10. Landlock                          scope abstract Unix sockets and signals (when shared
+                                         network namespace)
+  11. seccomp                           no_new_privs + the prebuilt filter
+  12. descriptors                       0 = /dev/null, 1 = 2 = output pipe, 3 = channel,
+                                         everything else close-on-exec
+  13. exec                              the runtime (or return, for a zygote's child)
+Any failure writes "<step>: <error>" to the error pipe and exits 127; a successful exec
+closes the error pipe (close-on-exec), which is how the platform learns it worked.
+
+PID 1: the runtime itself is PID 1 of its namespace; there is no separate init. That is
+free (no extra process or fork) and gives the lifetime we want: when the runtime exits, the
+kernel SIGKILLs everything else in the namespace, so nothing outlives it; SIGKILL from the
+platform always works; signals sent from inside to PID 1 without a handler are dropped by
+the kernel, so a function cannot SIGTERM its own runtime by accident. The cost: orphans
+re-parented to PID 1 stay zombies until the instance ends (Python's subprocess reaps its
+own children; only double-forked daemons are affected), and they count against the
+instance's pids limit, so they can only hurt the instance that made them. A zygote child
+(issue 4) can afford a tiny reaping init: it is a fork of a small idle process.
+
+Standard library only (runs in the launcher).
+"""
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import resource
+import select
+import signal
+from dataclasses import dataclass
+
+from frazil.sandbox import landlock, rootfs
+from frazil.sandbox import syscalls as sc
+from frazil.sandbox.seccomp import Filter
+
+CHANNEL_FD = 3  # frazil.runtimes.CHANNEL_FD (not imported: the launcher stays minimal)
+BASE_CLONE_FLAGS = sc.CLONE_PARENT | sc.CLONE_NEWPID | sc.CLONE_NEWIPC | sc.CLONE_NEWUTS | signal.SIGCHLD
+EXIT_SETUP_FAILED = 127
+_HIGH_FD = 10  # descriptors are moved above this before being put in place
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What one launcher prepares once and every instance reuses."""
+
+    template_fd: int  # the template mount namespace (rootfs.build_template)
+    seccomp: Filter
+    landlock_fd: int | None  # None: the kernel cannot scope IPC, so each instance gets its own netns
+    parent_pidfd: int | None  # the platform; readable once it has died
+
+    @property
+    def clone_flags(self) -> int:
+        return BASE_CLONE_FLAGS | (0 if self.landlock_fd is not None else sc.CLONE_NEWNET)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One instance: everything is a plain value, resolved by the platform beforehand."""
+
+    argv: tuple[str, ...]  # argv[0] is the interpreter's path as seen inside
+    env: dict
+    uid: int
+    gid: int
+    code_dir: str  # host paths (resolved, absolute)
+    layer_dirs: tuple[str, ...]
+    tmp_mb: int
+    rlimits: tuple[tuple[int, int, int], ...]  # (resource.RLIMIT_*, soft, hard)
+    hostname: str = rootfs.HOSTNAME
+
+
+@dataclass(frozen=True)
+class ChildFds:
+    channel: int  # the runtime's end of the protocol socketpair
+    output: int  # write end of the stdout+stderr pipe
+    error: int  # write end of the error pipe (close-on-exec)
+    cgroup_procs: tuple[int, ...]
+
+
+def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool = True) -> int:
+    """Clone the instance; returns its pid (as the platform sees it) in the caller.
+
+    In the child this never returns when `exec_runtime` (it execs or exits 127); without
+    it, the child returns 0 fully sandboxed, with fd 3 the channel (for a zygote)."""
+    pid = sc.clone(prepared.clone_flags)
+    if pid:
+        return pid
+    gc.disable()  # a collection would touch (copy) every object page shared with the parent
+    step = "start"
+    error_fd = fds.error
+    try:
+        error_fd = fcntl.fcntl(fds.error, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+
+        step = "join cgroups"
+        for fd in fds.cgroup_procs:
+            os.write(fd, b"0")
+
+        step = "new session"
+        os.setsid()
+
+        step = "clone code tree"
+        trees = [_readonly_tree(plan.code_dir)]
+        step = "clone layer trees"
+        trees += [_readonly_tree(d) for d in plan.layer_dirs]
+
+        step = "mount namespace"
+        sc.setns(prepared.template_fd, sc.CLONE_NEWNS)
+        sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWCGROUP)
+
+        step = "mount code and layers"
+        targets = [rootfs.CODE_DIR] + [rootfs.layer_dir(i) for i in range(len(plan.layer_dirs))]
+        for tree, target in zip(trees, targets):
+            sc.move_mount_fd(tree, target)
+            os.close(tree)
+        step = "mount /tmp"
+        sc.mount("tmpfs", rootfs.TMP_DIR, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
+                 f"size={plan.tmp_mb}m,nr_inodes={plan.tmp_mb * 256},mode=1777")
+        step = "mount /proc"
+        sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        os.chdir("/")
+
+        step = "hostname"
+        sc.sethostname(plan.hostname)
+
+        step = "rlimits"
+        for res, soft, hard in plan.rlimits:
+            resource.setrlimit(res, (soft, hard))
+
+        step = "switch user"
+        os.setgroups([])
+        os.setresgid(plan.gid, plan.gid, plan.gid)
+        os.setresuid(plan.uid, plan.uid, plan.uid)
+        sc.clear_capabilities()
+
+        step = "parent death signal"
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if prepared.parent_pidfd is not None and _readable(prepared.parent_pidfd):
+            os._exit(EXIT_SETUP_FAILED)  # the platform died before the signal was armed
+
+        if prepared.landlock_fd is not None:
+            step = "landlock"
+            landlock.restrict_self(prepared.landlock_fd)
+
+        step = "seccomp"
+        prepared.seccomp.install()
+
+        step = "descriptors"
+        devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in (devnull, fds.output, fds.channel)]
+        for target, fd in zip((0, 1, 2, CHANNEL_FD), (moved[0], moved[1], moved[1], moved[2])):
+            os.dup2(fd, target)  # dup2 clears close-on-exec on the target
+        sc.cloexec_from(CHANNEL_FD + 1)
+        if not exec_runtime:
+            sc.close_from(CHANNEL_FD + 1)  # the error pipe too: its EOF means "ready"
+            return 0
+
+        step = f"exec {plan.argv[0]}"
+        os.execve(plan.argv[0], list(plan.argv), plan.env)
+    except BaseException as exc:  # report whatever happened; the child must never return
+        try:
+            os.write(error_fd, f"{step}: {exc}".encode(errors="replace")[:4000])
+        finally:
+            os._exit(EXIT_SETUP_FAILED)
+    os._exit(EXIT_SETUP_FAILED)  # not reached: execve does not return
+
+
+def _readonly_tree(host_path: str) -> int:
+    tree = sc.open_tree(host_path)
+    sc.mount_setattr_fd(tree, rootfs.RO)
+    return tree
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))

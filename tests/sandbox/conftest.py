@@ -1,0 +1,175 @@
+"""Fixtures for the isolated sandbox: a started sandbox per test, and instances running the
+real Python loop, driven over the protocol by a small client.
+
+Every test here runs hostile code, so nothing runs unless the probe says the machine can
+sandbox (the test is skipped with the probe's message otherwise). Fixtures destroy what they
+made; waits poll with deadlines, never sleep.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from frazil.runtimes import PYTHON, protocol
+from frazil.sandbox.base import SandboxSpec, SandboxUnavailable
+from frazil.settings import Settings
+
+DISPATCH_HANDLER = '''
+def main(event, context):
+    namespace = {"event": event}
+    exec(event["code"], namespace)
+    return namespace.get("result")
+'''
+
+
+def make_code_dir(root: Path, files: dict[str, str] | None = None) -> Path:
+    """A world-readable code dir (pytest's tmp dirs are 0700; instances run as other uids)."""
+    code = root / f"code-{secrets.token_hex(4)}"
+    code.mkdir(parents=True)
+    for name, text in (files or {"index.py": DISPATCH_HANDLER}).items():
+        path = code / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        path.chmod(0o644)
+    for path in [code, *code.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o755)
+    p = code
+    while p != p.parent and p != Path("/tmp"):  # let the uid reach it: open the parents too
+        p.chmod(p.stat().st_mode | 0o005)
+        p = p.parent
+    return code
+
+
+class RuntimeClient:
+    """The platform's side of one instance's channel, reduced to what tests need."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self._decoder = protocol.FrameDecoder()
+        self._frames: list[dict] = []
+        self._loop = asyncio.get_running_loop()
+        self.hello: dict | None = None
+
+    async def recv(self, timeout: float = 10.0) -> dict | None:
+        """The next message, or None when the runtime closed the channel."""
+        deadline = self._loop.time() + timeout
+        while not self._frames:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                raise TimeoutError("no message from the runtime")
+            data = await asyncio.wait_for(self._loop.sock_recv(self.proc.channel, 65536), remaining)
+            if not data:
+                return None
+            self._frames += [json.loads(p) for p in self._decoder.feed(data)]
+        return self._frames.pop(0)
+
+    async def send(self, message: dict) -> None:
+        await self._loop.sock_sendall(self.proc.channel, protocol.encode(message))
+
+    async def start(self, handler: str = "index.main", timeout: float = 10.0) -> None:
+        self.hello = await self.recv(timeout)
+        assert self.hello and self.hello["type"] == protocol.HELLO, self.hello
+        await self.send({"type": protocol.INIT, "handler": handler, "code_dir": self.proc.paths.code_dir,
+                         "layer_dirs": list(self.proc.paths.layer_dirs), "env": {}, "function": "t",
+                         "version": 1, "memory_mb": 128})
+        ready = await self.recv(timeout)
+        assert ready and ready["type"] == protocol.READY, ready
+
+    async def invoke(self, event, timeout: float = 10.0) -> dict | None:
+        """The result message, or None if the runtime died."""
+        await self.send({"type": protocol.INVOKE, "id": secrets.token_hex(4), "event": event,
+                         "deadline_ms": (time.time() + timeout) * 1000, "cold": False})
+        return await self.recv(timeout)
+
+    async def run(self, code: str, timeout: float = 10.0):
+        """Execute `code` inside the instance; returns its `result` variable."""
+        reply = await self.invoke({"code": textwrap.dedent(code)}, timeout)
+        assert reply is not None, "the runtime died"
+        assert reply["ok"], reply["error"]["stack"]
+        return reply["result"]
+
+    def output(self) -> str:
+        chunks = []
+        while True:
+            try:
+                data = os.read(self.proc.output_fd, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", sandbox="isolated")
+
+
+def probed_sandbox(settings: Settings):
+    """An IsolatedSandbox (not started) for `settings`; skips the test when the machine cannot sandbox."""
+    from frazil.sandbox.isolated import IsolatedSandbox
+
+    try:
+        return IsolatedSandbox.probe_and_create(settings)
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def sandbox_factory():
+    return probed_sandbox
+
+
+@pytest.fixture
+async def sandbox(settings):
+    box = probed_sandbox(settings)
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.close()
+
+
+@pytest.fixture
+def code_factory(tmp_path):
+    """`code_factory({"index.py": "..."})` -> a world-readable code (or layer) directory."""
+    return lambda files=None: make_code_dir(tmp_path, files)
+
+
+@pytest.fixture
+def spec_factory(tmp_path):
+    def make(code_dir: Path | None = None, **overrides) -> SandboxSpec:
+        values = dict(instance_id=f"t{secrets.token_hex(6)}", runtime=PYTHON,
+                      code_dir=code_dir or make_code_dir(tmp_path))
+        values.update(overrides)
+        return SandboxSpec(**values)
+
+    return make
+
+
+@pytest.fixture
+async def instance(sandbox, spec_factory):
+    """`await instance(**spec_overrides)` -> a started RuntimeClient; destroyed at the end."""
+    made = []
+
+    async def make(**overrides) -> RuntimeClient:
+        proc = await sandbox.create(spec_factory(**overrides))
+        made.append(proc)
+        client = RuntimeClient(proc)
+        await client.start()
+        return client
+
+    try:
+        yield make
+    finally:
+        for proc in made:
+            await proc.destroy()

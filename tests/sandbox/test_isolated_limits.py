@@ -1,0 +1,100 @@
+"""Resource limits of an isolated instance: pids, memory, /tmp size and CPU quota. Each
+hostile function harms only its own instance."""
+from __future__ import annotations
+
+import errno
+import time
+
+FORK_STORM = '''
+import os
+forked, err, children = 0, None, []
+r, w = os.pipe()
+try:
+    for _ in range(1000):
+        pid = os.fork()
+        if pid == 0:
+            os.close(w)
+            os.read(r, 1)  # park until the storm is over
+            os._exit(0)
+        children.append(pid)
+        forked += 1
+except OSError as exc:
+    err = exc.errno
+os.close(w)
+for pid in children:
+    os.waitpid(pid, 0)
+result = {"forked": forked, "errno": err}
+'''
+
+FILL_TMP = '''
+import os
+chunk = b"x" * (1 << 20)
+total, err = 0, None
+fd = os.open("/tmp/fill", os.O_WRONLY | os.O_CREAT, 0o600)
+try:
+    while total < 512 << 20:
+        total += os.write(fd, chunk)
+except OSError as exc:
+    err = exc.errno
+os.close(fd)
+result = {"total": total, "errno": err}
+'''
+
+
+class TestPids:
+    async def test_fork_storm_stops_at_the_pids_limit(self, instance):
+        client = await instance(pids_max=32)
+        result = await client.run(FORK_STORM, timeout=30)
+        assert result["errno"] == errno.EAGAIN
+        assert 0 < result["forked"] < 32
+        assert await client.run("result = 'alive'") == "alive"
+
+
+class TestMemory:
+    async def test_memory_bomb_is_oom_killed(self, instance):
+        client = await instance(memory_mb=128)
+        reply = await client.invoke({"code": "s = 'x' * (400 << 20)\nresult = len(s)"}, timeout=30)
+        assert reply is None  # the runtime died mid-invocation
+        info = await client.proc.wait()
+        assert info.oom_killed is True
+        assert info.describe() == "the instance ran out of memory and was killed"
+
+    async def test_a_plain_kill_is_not_an_oom(self, instance):
+        client = await instance()
+        client.proc.kill()
+        info = await client.proc.wait()
+        assert info.signal == 9 and info.oom_killed is False
+
+    async def test_memory_within_the_tier_is_fine(self, instance):
+        client = await instance(memory_mb=256)
+        assert await client.run("s = 'x' * (150 << 20)\nresult = len(s)", timeout=30) == 150 << 20
+        assert not (client.proc.cgroup.oom_kills())
+
+
+class TestTmp:
+    async def test_full_tmp_answers_enospc_at_its_size(self, instance):
+        client = await instance(tmp_mb=64)
+        result = await client.run(FILL_TMP, timeout=30)
+        assert result["errno"] == errno.ENOSPC
+        assert 60 << 20 <= result["total"] <= 64 << 20
+        # the instance survives, and can free its /tmp again
+        assert await client.run("import os\nos.unlink('/tmp/fill')\nresult = os.listdir('/tmp')") == []
+
+
+class TestCpu:
+    async def _share(self, client, seconds: float = 2.0) -> float:
+        cgroup = client.proc.cgroup
+        before, t0 = cgroup.cpu_usage_ns(), time.monotonic()
+        await client.run(f"import time\nt = time.monotonic()\nwhile time.monotonic() - t < {seconds}:\n    pass",
+                         timeout=seconds + 10)
+        return (cgroup.cpu_usage_ns() - before) / 1e9 / (time.monotonic() - t0)
+
+    async def test_busy_loop_gets_half_a_cpu_in_the_128_tier(self, instance):
+        client = await instance(memory_mb=128, cpu=0.5)
+        share = await self._share(client)
+        assert 0.35 <= share <= 0.65, share
+
+    async def test_busy_loop_gets_three_quarters_in_the_256_tier(self, instance):
+        client = await instance(memory_mb=256, cpu=0.75)
+        share = await self._share(client)
+        assert 0.55 <= share <= 0.9, share
