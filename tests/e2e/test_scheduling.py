@@ -176,3 +176,16 @@ def test_metrics_cover_invocations_cold_starts_tiers_queue_instances_and_sandbox
                  "frazil_async_queue_depth 0.0", 'frazil_instances{state="idle"} 0.0',
                  'frazil_instances{state="busy"} 0.0', "frazil_sandbox_create_seconds_count 1.0"):
         assert line in text, line
+
+
+def test_idle_instances_are_capped_least_recently_used_first(server_factory):
+    """With FRAZIL_MAX_IDLE_INSTANCES=2, a third idle instance evicts the least recently used."""
+    srv = server_factory(FRAZIL_MAX_IDLE_INSTANCES="2")
+    for name in ("lru-a", "lru-b", "lru-c"):
+        srv.deploy(name, SLEEPER)
+    for name in ("lru-a", "lru-b", "lru-c"):
+        assert srv.invoke(name, {"s": 0})["cold"] is True
+    wait_until(lambda: 'frazil_instances{state="idle"} 2.0' in srv.metrics(), 10)
+    assert srv.invoke("lru-c", {"s": 0})["cold"] is False
+    assert srv.invoke("lru-b", {"s": 0})["cold"] is False
+    assert srv.invoke("lru-a", {"s": 0})["cold"] is True  # it was the least recently used
