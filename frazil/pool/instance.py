@@ -113,6 +113,7 @@ class Instance:
         # The SDK credential of the running invocation: calls must carry it, and it dies with
         # the invocation, so nothing a function keeps can be replayed later.
         self.sdk_token: str | None = None
+        self.deadline: float | None = None  # when the running invocation times out (monotonic)
         self.death: str | None = None
         self._max_result_bytes = max_result_bytes
         self._sdk_handler = sdk_handler
@@ -195,6 +196,7 @@ class Instance:
         self.state = InstanceState.BUSY
         self.current_invocation = invocation_id
         self.sdk_token = secrets.token_urlsafe(18)
+        self.deadline = time.monotonic() + timeout_s
         self.invocations += 1
         marker = self._new_marker()
         seen = self._loop.create_future()
@@ -227,6 +229,7 @@ class Instance:
             self._waiting = None
             self.current_invocation = None
             self.sdk_token = None
+            self.deadline = None
         outcome.duration_ms = round(duration_ms, 3)
         outcome.logs = self._init_logs + self._output.take() if self._init_logs else self._output.take()
         self._init_logs = ""

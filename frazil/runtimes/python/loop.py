@@ -5,9 +5,11 @@ at a time until the channel closes. Module globals and files in /tmp survive bet
 invocations because this process does. See protocol.py for the messages.
 """
 import asyncio
+import collections
 import importlib
 import importlib.util
 import inspect
+import itertools
 import json
 import os
 import sys
@@ -32,31 +34,177 @@ def _load_protocol():
 protocol = _load_protocol()
 
 
+class ChannelClosed(Exception):
+    """The platform closed the channel (the instance is being stopped)."""
+
+
 class Channel:
-    """The runtime's end of the protocol socketpair. send() may be called from any thread."""
+    """The runtime's end of the protocol socketpair.
+
+    send() may be called from any thread. Reading is shared, because more than the main loop
+    waits for frames: an SDK call made by the handler (on the main thread, on a thread it
+    started, or from an async task through the pump thread) waits for its sdk_reply while the
+    handler runs. Whoever waits takes the reader role, reads one frame, routes it and lets go:
+    an sdk_reply goes to the call waiting for it, any other frame is queued for the main loop.
+
+    Invariants, guarded by `_cond`: at most one thread reads the socket (`_reading`); a sync
+    call's id is in `_sync_calls` until its reply is in `_replies`; an async call's id maps to
+    its callback in `_async_calls` until the reply is routed; `_frames` holds the frames the
+    main loop has not taken yet. A reply for an unknown call (one whose waiter gave up) is
+    dropped.
+    """
 
     def __init__(self, fd):
         self._reader = os.fdopen(fd, "rb", buffering=0, closefd=False)
         self._fd = fd
         self._send_lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._reading = False
+        self._closed = False
+        self._frames = collections.deque()
+        self._sync_calls = set()
+        self._replies = {}
+        self._async_calls = {}
+        self._call_ids = itertools.count(1)
+        self._pump_thread = None
 
     def send(self, message):
-        data = protocol.encode(message)
-        with self._send_lock:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
+        self._write(protocol.encode(message))
 
     def send_raw(self, payload):
-        data = protocol.frame(payload)
+        self._write(protocol.frame(payload))
+
+    def _write(self, data):
         with self._send_lock:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
 
     def recv(self):
-        payload = protocol.read_frame(self._reader)
-        return None if payload is None else json.loads(payload)
+        """The next frame for the main loop (not an sdk_reply); None once the channel closed."""
+        try:
+            return self._wait_for(self._next_frame)
+        except ChannelClosed:
+            return None
+
+    def _next_frame(self):
+        return self._frames.popleft() if self._frames else None
+
+    # --- SDK calls ------------------------------------------------------------------------
+
+    def call(self, message):
+        """Send an sdk_call and block until its sdk_reply; raises ChannelClosed."""
+        call_id = next(self._call_ids)
+        message["type"] = protocol.SDK_CALL
+        message["call"] = call_id
+        with self._cond:
+            if self._closed:
+                raise ChannelClosed()
+            self._sync_calls.add(call_id)
+        self.send(message)
+        return self._wait_for(lambda: self._replies.pop(call_id, None))
+
+    def call_async(self, message, on_reply):
+        """Send an sdk_call; `on_reply(reply or None)` runs on the pump thread when its reply
+        arrives (None: the channel closed first). Never blocks on the reply."""
+        call_id = next(self._call_ids)
+        message["type"] = protocol.SDK_CALL
+        message["call"] = call_id
+        with self._cond:
+            if self._closed:
+                raise ChannelClosed()
+            self._async_calls[call_id] = on_reply
+            if self._pump_thread is None:
+                self._pump_thread = threading.Thread(target=self._pump, name="frazil-sdk-pump", daemon=True)
+                self._pump_thread.start()
+            self._cond.notify_all()  # wake the pump
+        self.send(message)
+
+    def _pump(self):
+        # Reads for the async calls while any is pending; idle otherwise. One per process.
+        while True:
+            with self._cond:
+                while not self._async_calls and not self._closed:
+                    self._cond.wait()
+            try:
+                self._wait_for(lambda: None if self._async_calls else True)
+            except ChannelClosed:
+                with self._cond:
+                    orphans, self._async_calls = list(self._async_calls.values()), {}
+                for on_reply in orphans:
+                    on_reply(None)
+                return
+
+    # --- the reader role --------------------------------------------------------------------
+
+    def _wait_for(self, ready):
+        """Wait until ready() (checked under the lock) gives something, reading frames
+        whenever no other thread is; raises ChannelClosed once nothing more can come."""
+        while True:
+            with self._cond:
+                while True:
+                    value = ready()
+                    if value is not None:
+                        return value
+                    if self._closed:
+                        raise ChannelClosed()
+                    if not self._reading:
+                        self._reading = True
+                        break
+                    self._cond.wait()
+            message = None
+            try:
+                payload = protocol.read_frame(self._reader)
+                if payload is not None:
+                    message = json.loads(payload)
+            except Exception:
+                payload = None  # a broken channel ends the instance, like a closed one
+            with self._cond:
+                self._reading = False
+                if payload is None:
+                    self._closed = True
+                else:
+                    self._route(message)
+                self._cond.notify_all()
+
+    def _route(self, message):
+        if message.get("type") != protocol.SDK_REPLY:
+            self._frames.append(message)
+            return
+        call_id = message.get("call")
+        if call_id in self._sync_calls:
+            self._sync_calls.discard(call_id)
+            self._replies[call_id] = message
+            return
+        on_reply = self._async_calls.pop(call_id, None)
+        if on_reply is not None:
+            on_reply(message)
+
+
+class SdkBridge:
+    """What `frazil_sdk` talks through: the channel plus the running invocation's credential.
+
+    The loop runs as __main__, so the SDK cannot import it by name: the bridge is published in
+    sys.modules under BRIDGE_MODULE. `token` is the invocation's sdk_token while an invocation
+    runs and None between invocations, so a call made after `main` returned is refused here,
+    and one replayed with an old token is refused by the platform.
+    """
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.token = None
+        self.deadline_ms = None
+
+    def begin(self, request):
+        self.token = request.get("sdk_token")
+        self.deadline_ms = request.get("deadline_ms")
+
+    def end(self):
+        self.token = None
+        self.deadline_ms = None
+
+
+BRIDGE_MODULE = "_frazil_sdk_bridge"
 
 
 class Context:
@@ -111,6 +259,8 @@ class Runtime:
         self.meta = {}
         self.max_result_bytes = 6 * 1024 * 1024
         self.loop = None  # created on the first async handler, then reused
+        self.sdk = SdkBridge(channel)
+        sys.modules[BRIDGE_MODULE] = self.sdk
 
     def initialize(self, init):
         self.meta = init
@@ -127,6 +277,7 @@ class Runtime:
             request["id"], self.meta.get("function"), self.meta.get("version"),
             self.meta.get("memory_mb"), request.get("cold", False), request["deadline_ms"],
         )
+        self.sdk.begin(request)
         try:
             value = self.handler(request.get("event"), context)
             if inspect.isawaitable(value):
@@ -135,6 +286,8 @@ class Runtime:
                 value = self.loop.run_until_complete(value)
         except Exception as exc:  # the function's error, reported; the instance stays usable
             return {"type": protocol.RESULT, "id": request["id"], "ok": False, "error": describe_error(exc)}
+        finally:
+            self.sdk.end()
         return self._result(request["id"], value)
 
     def _result(self, invocation_id, value):
