@@ -1,7 +1,7 @@
 """`SdkHost`: the platform's side of the SDK channel.
 
 The channel is the instance's own protocol socketpair (there is no other way out of a
-sandbox): the runtime sends `{"type": "sdk_call", "call": N, "token": ..., "op": ..., ...}`
+sandbox): the runtime sends `{"type": "sdk_call", "call": N, "sdk_token": ..., "op": ..., ...}`
 and the instance passes the frame to `SdkHost.handle`, whose answer goes back as the
 `sdk_reply` for that call: `{"ok": true, "value": ...}` or `{"ok": false, "error": {"type",
 "message", "status"}}`.
@@ -82,7 +82,7 @@ class SdkHost:
 
     @staticmethod
     def _authenticate(instance, message: dict) -> None:
-        token, current = message.get("token"), instance.sdk_token
+        token, current = message.get("sdk_token"), instance.sdk_token
         if not isinstance(token, str) or not token:
             raise CredentialRefused("the SDK call carries no credential")
         if current is None or instance.current_invocation is None:
@@ -140,7 +140,7 @@ class SdkHost:
         state = self._http.get(instance)
         if state is None:
             state = self._http[instance] = _InstanceHttp(asyncio.Semaphore(self._settings.http_max_in_flight))
-        token = m["token"]
+        token = m["sdk_token"]
         state.enter(token)
         task = asyncio.ensure_future(self._http_in_turn(instance, state, request))
         state.in_flight.add(task)

@@ -1,17 +1,200 @@
 'use strict';
 // require('frazil-sdk') inside a function resolves here (the Node loop maps the name).
-// A stub for now: `log` works (one line per call on stderr, so it lands in the invocation's
-// logs); `db` and `http` throw until the SDK channel is implemented on top of
-// ../bridge.js (sendSdkCall -> "sdk_call"/"sdk_reply" frames).
+//
+//   const { db, http, log } = require('frazil-sdk');
+//   const notes = db.table('notes');
+//   const rec = await notes.insert({ text: 'hi' });          // the stored record, with "id"
+//   const rows = await notes.find({ text: 'hi' }, { limit: 10 });
+//   const n = await notes.update({ seen: { ne: true } }, { seen: true });   // bulk
+//   const r = await http.get('https://example.com/', { timeout: 10 });      // r.status, r.text, r.json()
+//   log.info('visible in the invocation\'s logs');
+//
+// `db` has admin rights over the BaaS tables (ACLs do not apply); `http` goes out through the
+// platform's proxy (the function has no network of its own; at most 50 requests of one instance
+// are in flight, more wait their turn). Every call is an "sdk_call" frame on the instance's
+// protocol channel (../bridge.js), carrying the running invocation's credential, which dies when
+// the invocation ends. A failed call rejects with an SdkError (err.name === 'SdkError', err.type
+// e.g. 'NotFound', 'HttpDenied', 'HttpTimeout', 'CredentialRefused').
 
 const util = require('util');
 const bridge = require('../bridge');
 
-function notImplemented(what) {
-  return () => {
-    throw new Error(`frazil-sdk: ${what} is not implemented yet`);
-  };
+class SdkError extends Error {
+  constructor(message, type = 'SdkError', status = undefined) {
+    super(message);
+    this.name = 'SdkError';
+    this.type = type;
+    if (status !== undefined && status !== null) this.status = status;
+  }
 }
+
+// --- the call ---------------------------------------------------------------------------------
+
+async function call(op, fields) {
+  const current = bridge.currentInvocation();
+  if (current === null) {
+    throw new SdkError('no invocation is running: the SDK can be used only while the function\'s '
+      + 'invocation runs (not after it returned)', 'NoInvocation');
+  }
+  let reply;
+  try {
+    reply = await bridge.sendSdkCall({ ...fields, op });
+  } catch (err) {
+    throw new SdkError(`the platform channel is closed: ${err && err.message}`, 'ChannelClosed');
+  }
+  if (reply && reply.ok) return reply.value;
+  const error = (reply && reply.error) || {};
+  throw new SdkError(String(error.message || 'the SDK call failed'), String(error.type || 'SdkError'), error.status);
+}
+
+// --- db ---------------------------------------------------------------------------------------
+
+function where(w) {
+  return w === undefined || w === null ? {} : w;
+}
+
+class Table {
+  constructor(name) {
+    this.name = name;
+  }
+
+  /** Store a new record; resolves to it with its id, created_at and updated_at. */
+  insert(record) {
+    return call('db.insert', { table: this.name, record });
+  }
+
+  /** Records matching `w` (all when omitted); opts: {limit = 100, offset = 0, order}. */
+  find(w, opts = {}) {
+    return call('db.find', {
+      table: this.name, where: where(w), limit: opts.limit ?? 100, offset: opts.offset ?? 0, order: opts.order ?? null,
+    });
+  }
+
+  async findOne(w, opts = {}) {
+    const rows = await call('db.find', { table: this.name, where: where(w), limit: 1, offset: 0, order: opts.order ?? null });
+    return rows.length ? rows[0] : null;
+  }
+
+  /** The record with this id; rejects with an SdkError of type 'NotFound' when there is none. */
+  get(id) {
+    return call('db.get', { table: this.name, id });
+  }
+
+  count(w) {
+    return call('db.count', { table: this.name, where: where(w) });
+  }
+
+  /** Set the patch's fields on every record matching `w` ({} = all); resolves to how many changed. */
+  update(w, patch) {
+    return call('db.update', { table: this.name, where: w, patch });
+  }
+
+  /** Delete every record matching `w` ({} = all); resolves to how many. */
+  delete(w) {
+    return call('db.delete', { table: this.name, where: w });
+  }
+}
+
+const db = {
+  /** A handle on a table (no call). Inserting into a missing table creates it, admin-only. */
+  table(name) {
+    if (typeof name !== 'string') throw new TypeError(`a table name is a string, not ${typeof name}`);
+    return new Table(name);
+  },
+  /** Create a table with an ACL like {read: 'public', write: 'owner'}; rejects (Conflict) if it exists. */
+  createTable(name, acl = null) {
+    return call('db.create_table', { table: name, acl });
+  },
+  /** Create the table or replace its ACL. */
+  setAcl(name, acl) {
+    return call('db.set_acl', { table: name, acl });
+  },
+  /** Delete the table and its records; resolves to how many records went. */
+  drop(name) {
+    return call('db.drop', { table: name });
+  },
+  tables() {
+    return call('db.tables', {});
+  },
+};
+db.create_table = db.createTable;
+db.set_acl = db.setAcl;
+
+// --- http -------------------------------------------------------------------------------------
+
+class Response {
+  constructor(value) {
+    this.status = value.status;
+    this.url = value.url;
+    this.headers = {};
+    for (const [name, item] of value.headers || []) {
+      const key = name.toLowerCase();
+      this.headers[key] = key in this.headers ? `${this.headers[key]}, ${item}` : item;
+    }
+    this.body = value.base64 !== undefined ? Buffer.from(value.base64, 'base64') : Buffer.from(value.text || '', 'utf8');
+    this.text = value.base64 !== undefined ? this.body.toString('utf8') : (value.text || '');
+  }
+
+  get ok() {
+    return this.status >= 200 && this.status < 400;
+  }
+
+  json() {
+    return JSON.parse(this.text);
+  }
+}
+
+function headerPairs(headers) {
+  if (!headers) return [];
+  const entries = Array.isArray(headers) ? headers : Object.entries(headers);
+  return entries.map(([k, v]) => [String(k), String(v)]);
+}
+
+function hasHeader(pairs, name) {
+  return pairs.some(([k]) => k.toLowerCase() === name);
+}
+
+/**
+ * http.request(method, url, {headers, params, json, body, timeout = 10 (s), followRedirects = true})
+ * resolves to a Response: {status, headers (lower-case names), url, text, body (Buffer), json()}.
+ * An HTTP error status is not a rejection; a refused or failed request is.
+ */
+function request(method, url, opts = {}) {
+  if (typeof method !== 'string' || typeof url !== 'string') {
+    return Promise.reject(new TypeError('method and url are strings'));
+  }
+  let target = url;
+  if (opts.params) {
+    const query = new URLSearchParams(opts.params).toString();
+    if (query) target += (target.includes('?') ? '&' : '?') + query;
+  }
+  const headers = headerPairs(opts.headers);
+  const fields = {
+    method: method.toUpperCase(),
+    url: target,
+    timeout: opts.timeout ?? 10,
+    follow_redirects: opts.followRedirects ?? opts.follow_redirects ?? true,
+  };
+  const body = opts.json !== undefined ? JSON.stringify(opts.json) : (opts.body ?? opts.data);
+  if (opts.json !== undefined && !hasHeader(headers, 'content-type')) headers.push(['Content-Type', 'application/json']);
+  if (body !== undefined && body !== null) {
+    if (typeof body === 'string') fields.body = body;
+    else if (Buffer.isBuffer(body) || ArrayBuffer.isView(body)) fields.body_b64 = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64');
+    else if (typeof body === 'object') {
+      fields.body = new URLSearchParams(body).toString();
+      if (!hasHeader(headers, 'content-type')) headers.push(['Content-Type', 'application/x-www-form-urlencoded']);
+    } else return Promise.reject(new TypeError('body must be a string, a Buffer or an object of form fields'));
+  }
+  fields.headers = headers;
+  return call('http.request', fields).then((value) => new Response(value));
+}
+
+const http = { request };
+for (const method of ['get', 'head', 'post', 'put', 'patch', 'delete']) {
+  http[method] = (url, opts) => request(method.toUpperCase(), url, opts);
+}
+
+// --- log --------------------------------------------------------------------------------------
 
 function logger(level) {
   return (...args) => {
@@ -28,17 +211,4 @@ const log = {
   error: logger('ERROR'),
 };
 
-const db = {
-  table: notImplemented('db.table'),
-  drop: notImplemented('db.drop'),
-};
-
-const http = {
-  request: notImplemented('http.request'),
-  get: notImplemented('http.get'),
-  post: notImplemented('http.post'),
-  put: notImplemented('http.put'),
-  delete: notImplemented('http.delete'),
-};
-
-module.exports = { db, http, log, _bridge: bridge };
+module.exports = { db, http, log, SdkError, Response, Table, _bridge: bridge };

@@ -33,7 +33,7 @@ def _unwrap(reply):
 def call(op, fields):
     """Send one call and wait for its value; raises SdkError."""
     bridge, token = _bridge_and_token()
-    message = dict(fields, op=op, token=token)
+    message = dict(fields, op=op, sdk_token=token)
     try:
         reply = bridge.channel.call(message)
     except Exception as exc:  # ChannelClosed, or the channel broke
@@ -54,7 +54,7 @@ async def acall(op, fields):
             pass
 
     try:
-        bridge.channel.call_async(dict(fields, op=op, token=token), deliver)
+        bridge.channel.call_async(dict(fields, op=op, sdk_token=token), deliver)
     except Exception as exc:
         raise SdkError(f"the platform channel is closed: {exc or type(exc).__name__}", "ChannelClosed") from None
     return _unwrap(await future)
