@@ -107,7 +107,8 @@ def random_condition(rng):
 async def corpus(data):
     rng = random.Random(6)
     records = [await data.insert("corpus", random_record(rng), ADMIN) for _ in range(80)]
-    return data, records
+    # Ids order by creation to the millisecond; within one, randomly. Results come in id order.
+    return data, sorted(records, key=lambda r: r["id"])
 
 
 async def ids(data, where, **kw):

@@ -155,7 +155,7 @@ class TestRecords:
         assert [rec["text"] for rec in body["records"]] == ["date", "banana"] and body["count"] == 2
         r = c.get(f"/v1/tables/{notes}/records", params={"order": "text", "limit": 2, "offset": 1})
         assert [rec["text"] for rec in r.json()["records"]] == ["banana", "cherry"]
-        r = c.get(f"/v1/tables/{notes}/records", params={"where": '{"text": {"in": ["apple", "elder"]}}'})
+        r = c.get(f"/v1/tables/{notes}/records", params={"where": '{"text": {"in": ["elder", "apple"]}}'})
         assert [rec["text"] for rec in r.json()["records"]] == ["apple", "elder"]
         r = c.get(f"/v1/tables/{notes}/records", params={"where": '{"text": {"contains": "an"}}'})
         assert [rec["text"] for rec in r.json()["records"]] == ["banana"]
@@ -176,7 +176,7 @@ class TestRecords:
 
     def test_patch_and_delete(self, server, notes):
         c = server.client(None)
-        first = c.get(f"/v1/tables/{notes}/records", params={"limit": 1}).json()["records"][0]
+        first = c.get(f"/v1/tables/{notes}/records", params={"limit": 1, "order": "i"}).json()["records"][0]
         r = c.patch(f"/v1/tables/{notes}/records/{first['id']}", json={"text": "APPLE", "new": [1]})
         assert r.status_code == 200
         rec = r.json()["record"]

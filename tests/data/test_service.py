@@ -92,6 +92,12 @@ class TestRecords:
         assert record["created_at"].endswith("Z")
         assert await data.get("notes", record["id"], ADMIN) == record
 
+    async def test_sequential_inserts_keep_their_order(self, data):
+        """Records inserted one after another come back in that order, even within one ms."""
+        made = [await data.insert("t", {"i": i}, ADMIN) for i in range(50)]
+        assert [r["i"] for r in await data.find("t", None, ADMIN)] == list(range(50))
+        assert [r["id"] for r in made] == sorted(r["id"] for r in made)
+
     async def test_ids_are_unique_and_in_creation_order(self, data):
         """Default order is creation order; ids are unique under concurrent inserts."""
         made = await asyncio.gather(*[data.insert("t", {"i": i}, ADMIN) for i in range(40)])
@@ -161,7 +167,7 @@ class TestRecords:
             await data.insert("t", {"text": text, "keep": 1}, ADMIN)
         await data.insert("t", {"text": "d", "seen": True}, ADMIN)
         assert await data.update("t", {"seen": {"ne": True}}, {"seen": True, "meta": {"k": [1]}}, ADMIN) == 3
-        rows = await data.find("t", None, ADMIN)
+        rows = await data.find("t", None, ADMIN, order="text")
         assert all(r["seen"] is True for r in rows)
         assert [r.get("meta") for r in rows] == [{"k": [1]}] * 3 + [None]
         assert [r.get("keep") for r in rows] == [1, 1, 1, None]
@@ -218,3 +224,18 @@ class TestRecords:
             await data.get("b", a["id"], ADMIN)
         assert await data.delete("b", {}, ADMIN) == 1
         assert len(await data.find("a", None, ADMIN)) == 1
+
+
+class TestRecordIds:
+    def test_monotonic_within_a_millisecond_and_across_a_clock_step_back(self, monkeypatch):
+        """Ids strictly increase, even when the clock stands still or steps back."""
+        import frazil.data.records as records
+
+        ids = records.RecordIds()
+        now = [1_700_000_000.0]
+        monkeypatch.setattr(records.time, "time", lambda: now[0])
+        made = [ids() for _ in range(70_000)]  # more than one millisecond's sequence space
+        now[0] -= 5
+        made.append(ids())
+        assert made == sorted(made) and len(set(made)) == len(made)
+        assert all(len(i) == 28 for i in made)
