@@ -59,6 +59,8 @@ async def list_tables(who: Principal = Depends(principal), plat=Depends(platform
 
 @router.put("/{table}", summary="Create a table or set its ACL (admin)", openapi_extra=_ACL_BODY)
 async def put_table(table: str, request: Request, who: Principal = Depends(principal), plat=Depends(platform)):
+    """Modes: public (anyone), authenticated (any logged-in user), owner (logged-in users, and
+    only the records they created), admin (the admin key and functions). A missing mode is admin."""
     body = await _json_body(request, required=False)
     if body is not None and not isinstance(body, dict):
         raise BadRequest('the body must be {"acl": {"read": "...", "write": "..."}}')
@@ -84,6 +86,8 @@ async def drop_table(table: str, who: Principal = Depends(principal), plat=Depen
 
 @router.post("/{table}/records", summary="Insert a record", openapi_extra=_OBJECT_BODY)
 async def insert_record(table: str, request: Request, who: Principal = Depends(principal), plat=Depends(platform)):
+    """Store a JSON object; the platform adds id, created_by (the caller's user id, null for
+    the admin key and anonymous callers), created_at and updated_at, which the body may not set."""
     record = await _json_body(request)
     return {"success": True, "record": await plat.data.insert(table, record, who)}
 
@@ -99,6 +103,14 @@ async def find_records(
     who: Principal = Depends(principal),
     plat=Depends(platform),
 ):
+    """Records matching `where`, under the table's read ACL (owner mode: only the caller's).
+
+    `where` is a JSON object of `field: value` (equality) or `field: {op: value}` with op one of
+    eq, ne, lt, lte, gt, gte, in, contains; "a.b" reaches nested fields; id, created_by,
+    created_at and updated_at are the platform's fields (times as ISO 8601 or epoch seconds).
+    Comparisons are typed: "10" never equals 10; `ne` and `eq null` also match missing fields.
+    `contains` matches an array element, or a substring of a string. `count` is the number of
+    records in this page."""
     records = await plat.data.find(table, _where(where), who, order=order, limit=limit, offset=offset)
     return {"success": True, "records": records, "count": len(records), "limit": limit, "offset": offset}
 
@@ -112,6 +124,8 @@ async def get_record(table: str, record_id: str, who: Principal = Depends(princi
               openapi_extra=_OBJECT_BODY)
 async def patch_record(table: str, record_id: str, request: Request, who: Principal = Depends(principal),
                        plat=Depends(platform)):
+    """Set the body's top-level fields (null is stored as null). In owner mode, another user's
+    record is 404. A caller who may write but not read gets back only id and times."""
     patch = await _json_body(request)
     return {"success": True, "record": await plat.data.update_one(table, record_id, patch, who)}
 

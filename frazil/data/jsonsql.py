@@ -10,6 +10,7 @@ two-valued and `NOT` of it is the exact complement (needed by `ne`).
 from __future__ import annotations
 
 import enum
+from typing import Protocol
 
 import orjson
 from sqlalchemy import Float, LargeBinary, String, and_, case, cast, collate, exists, func, literal, or_, select
@@ -37,6 +38,36 @@ SORT_RANK = {Kind.MISSING: 0, Kind.NULL: 0, Kind.FALSE: 1, Kind.TRUE: 2, Kind.NU
              Kind.ARRAY: 5, Kind.OBJECT: 6}
 
 _data = data_records.c.data
+
+
+class JsonSql(Protocol):
+    """SQL expressions over the `data` column of `data_records`, for one dialect."""
+
+    name: str
+
+    def kind_in(self, path: Path, *kinds: Kind) -> ColumnElement:
+        """True when the value at `path` is of one of `kinds` (never NULL)."""
+
+    def number(self, path: Path) -> ColumnElement:
+        """The value as a float; NULL unless it is a number."""
+
+    def text(self, path: Path) -> ColumnElement:
+        """The value as text in code-point order; compare only when it is a string."""
+
+    def has_substring(self, path: Path, needle: str) -> ColumnElement:
+        """The (string) value contains `needle`, case-sensitively."""
+
+    def array_has(self, path: Path, value) -> ColumnElement:
+        """The value is an array with an element equal to the scalar `value` (typed)."""
+
+    def sort_rank(self, path: Path) -> ColumnElement:
+        """SORT_RANK of the value's kind."""
+
+    def merge(self, patch: dict) -> ColumnElement:
+        """`data` with the patch's top-level fields set (a shallow merge; null is kept)."""
+
+    def size(self) -> ColumnElement:
+        """Bytes of the stored JSON text (what the record size limit is checked against)."""
 
 # SQLite's json_type() names; each of ours maps to one or more.
 _SQLITE_KINDS = {Kind.NULL: ("null",), Kind.FALSE: ("false",), Kind.TRUE: ("true",),
@@ -160,7 +191,7 @@ class PostgresJson:
         return func.octet_length(cast(_data, String))
 
 
-def for_dialect(name: str) -> SqliteJson | PostgresJson:
+def for_dialect(name: str) -> JsonSql:
     if name == "sqlite":
         return SqliteJson()
     if name == "postgresql":
