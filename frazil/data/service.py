@@ -193,7 +193,8 @@ class DataService:
         condition = self._where(table, _required(where), scope)
         patch = orjson.loads(check_fields(patch, "patch", self.settings.max_record_bytes))
         async with self.engine.begin() as conn:
-            rows = (await conn.execute(self._update(condition, patch).returning(_records.c.id, self.sql.size().label("size")))).all()
+            stmt = self._update(condition, patch).returning(_records.c.id, self.sql.size().label("size"))
+            rows = (await conn.execute(stmt)).all()
             self._check_sizes(rows)
         return len(rows)
 
