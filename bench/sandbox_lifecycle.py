@@ -4,7 +4,10 @@
 
 For each iteration: create() (cgroup, launcher clone, namespaces, mounts, seccomp, exec),
 then wait for the runtime's "hello" frame on the channel, then destroy() (kill, reap, remove
-the cgroup). Prints p50/p90/p99/max per phase, in milliseconds.
+the cgroup). Prints p50/p90/p99/max per phase, in milliseconds. The indented rows split
+create (isolated sandbox only): cgroup = make the cgroup and open its join files (platform),
+spawn = until the launcher answers with the pid, exec = until the child has entered the
+sandbox and exec'd the runtime (its error pipe closed).
 """
 from __future__ import annotations
 
@@ -68,8 +71,9 @@ async def main() -> None:
         t = time.perf_counter()
         await sandbox.start()
         start_ms = (time.perf_counter() - t) * 1000
-        phases: dict[str, list[float]] = {"create (to exec)": [], "create to hello": [], "destroy": [],
-                                          "total": []}
+        phases: dict[str, list[float]] = {}
+        for name in ("  cgroup", "  spawn", "  exec", "create (to exec)", "create to hello", "destroy", "total"):
+            phases[name] = []
         try:
             for i in range(args.warmup + args.n):
                 spec = SandboxSpec(instance_id=f"b{secrets.token_hex(6)}", runtime=RUNTIMES[args.runtime],
@@ -83,6 +87,9 @@ async def main() -> None:
                 t3 = time.perf_counter()
                 assert hello["type"] == protocol.HELLO, hello
                 if i >= args.warmup:
+                    for key in ("cgroup_ms", "spawn_ms", "exec_ms"):
+                        if key in proc.stats:
+                            phases.setdefault(f"  {key[:-3]}", []).append(proc.stats[key])
                     phases["create (to exec)"].append((t1 - t0) * 1000)
                     phases["create to hello"].append((t2 - t0) * 1000)
                     phases["destroy"].append((t3 - t2) * 1000)
@@ -94,6 +101,8 @@ async def main() -> None:
           f"start={start_ms:.1f} ms")
     print(f"{'phase (ms)':<20}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'mean':>9}")
     for name, values in phases.items():
+        if not values:
+            continue
         p = percentiles(values)
         print(f"{name:<20}" + "".join(f"{p[k]:>9.2f}" for k in ("p50", "p90", "p99", "max", "mean")))
 

@@ -226,6 +226,7 @@ class IsolatedSandbox(Sandbox):
                 raise SandboxError(f"a cgroup for instance {spec.instance_id} already exists") from None
             procs = cg.open_procs()
             to_close += procs
+            cgroup_done = time.perf_counter()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             keep.append(ours)
             to_close.append(theirs)
@@ -241,14 +242,16 @@ class IsolatedSandbox(Sandbox):
             launcher = await self._running_launcher()
             pid = await launcher.spawn(request, [theirs.fileno(), out_w, err_w, *procs])
         except (OSError, LauncherError, SandboxError) as exc:
-            for item in keep:
-                item.close() if isinstance(item, socket.socket) else os.close(item)
-            self._close_all(to_close)
+            self._close_all(keep + to_close)
             if cg is not None:
+                # A launcher that died mid-request may still have cloned the child: it is
+                # ours (CLONE_PARENT) and in this cgroup, so kill it and reap it here.
+                strays = cg.pids()
                 try:
                     cg.remove(timeout_s=1.0)
                 except OSError:
                     pass
+                _reap(strays)
             self.uids.release(uid)
             if isinstance(exc, SandboxError):
                 raise
@@ -270,8 +273,9 @@ class IsolatedSandbox(Sandbox):
             info = await proc.destroy()
             raise SandboxError(f"could not start {spec.runtime.name} in the sandbox: {error} ({info.describe()})")
         now = time.perf_counter()
-        proc.stats.update(create_ms=(now - started) * 1000, spawn_ms=(spawned - started) * 1000,
-                          exec_ms=(now - spawned) * 1000, uid=uid, cgroup=name)
+        proc.stats.update(create_ms=(now - started) * 1000, cgroup_ms=(cgroup_done - started) * 1000,
+                          spawn_ms=(spawned - cgroup_done) * 1000, exec_ms=(now - spawned) * 1000,
+                          uid=uid, cgroup=name)
         return proc
 
     def _resolve(self, spec: SandboxSpec) -> tuple[list[str], str, list[str]]:
@@ -357,6 +361,26 @@ class IsolatedSandbox(Sandbox):
                 item.close() if isinstance(item, socket.socket) else os.close(item)
             except OSError:
                 pass
+
+
+def _reap(pids: set[int]) -> None:
+    """Reap killed children of ours, when they are gone (a pidfd each, in the event loop)."""
+    loop = asyncio.get_running_loop()
+    for pid in pids:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+
+        def reap(pid=pid, pidfd=pidfd) -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not ours after all
+                pass
+
+        loop.add_reader(pidfd, reap)
 
 
 def _destroy_abandoned(task: asyncio.Future) -> None:

@@ -65,9 +65,9 @@ def main() -> None:
 
 def prepare(config: dict) -> Prepared:
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-    parent_pidfd = os.pidfd_open(os.getppid())
-    if os.getppid() == 1:
+    if os.getppid() != config["platform_pid"]:  # it died before the death signal was armed
         raise RuntimeError("the platform exited before the launcher started")
+    parent_pidfd = os.pidfd_open(config["platform_pid"])
     landlock_fd = None if config.get("netns_per_instance") else landlock.scope_ruleset()
     if landlock_fd is not None:
         # One empty network namespace (loopback only, down) for every instance: children

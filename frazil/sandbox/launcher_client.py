@@ -47,6 +47,7 @@ class LauncherClient:
         self._next_id = 0
         self._pending: dict[int, asyncio.Future] = {}
         self._ready: asyncio.Future | None = None
+        self._exited: asyncio.Future | None = None  # the launcher's wait status, once reaped
         self.info: dict = {}
 
     @property
@@ -59,7 +60,8 @@ class LauncherClient:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         theirs_fd = fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, wire.CONTROL_FD + 1)
         interpreter = _interpreter()
-        argv = [interpreter, "-I", "-S", "-B", "-c", BOOTSTRAP.format(root=PACKAGE_PARENT), json.dumps(self._config)]
+        config = {**self._config, "platform_pid": os.getpid()}
+        argv = [interpreter, "-I", "-S", "-B", "-c", BOOTSTRAP.format(root=PACKAGE_PARENT), json.dumps(config)]
         try:
             self.pid = os.posix_spawn(interpreter, argv, {"LANG": "C.UTF-8"}, file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
@@ -69,6 +71,8 @@ class LauncherClient:
             os.close(theirs_fd)
             theirs.close()
         self._pidfd = os.pidfd_open(self.pid)
+        self._exited = self._loop.create_future()
+        self._loop.add_reader(self._pidfd, self._on_exit)
         ours.setblocking(False)
         self._sock = ours
         self._ready = self._loop.create_future()
@@ -154,6 +158,21 @@ class LauncherClient:
             if future is not None and not future.done():
                 future.set_result(message)
 
+    def _on_exit(self) -> None:
+        """The launcher exited: reap it at once (it is our child) and fail what waits on it."""
+        try:
+            reaped, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            reaped, status = self.pid, 0
+        if reaped == 0:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self._gone()
+        if not self._exited.done():
+            self._exited.set_result(status)
+
     def _gone(self) -> None:
         if self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
@@ -164,27 +183,16 @@ class LauncherClient:
                 future.set_exception(LauncherGone("the sandbox launcher exited"))
 
     async def close(self, timeout_s: float = 5.0) -> None:
-        """Close the control socket (the launcher exits on EOF), then reap it."""
+        """Close the control socket (the launcher exits on EOF) and wait until it is reaped."""
         if self._sock is not None:
             self._gone()
         if self._ready is not None and self._ready.done() and not self._ready.cancelled():
             self._ready.exception()  # mark retrieved
         if self.pid is None:
             return
-        pid, pidfd = self.pid, self._pidfd
-        self.pid = self._pidfd = None
         try:
-            exited = self._loop.create_future()
-            self._loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
-            try:
-                await asyncio.wait_for(exited, timeout_s)
-            except asyncio.TimeoutError:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                await exited
-            finally:
-                self._loop.remove_reader(pidfd)
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-        finally:
-            os.close(pidfd)
+            await asyncio.wait_for(asyncio.shield(self._exited), timeout_s)
+        except asyncio.TimeoutError:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            await self._exited

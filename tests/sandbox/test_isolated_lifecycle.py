@@ -106,6 +106,23 @@ class TestDestroy:
                    "the abandoned instance to be destroyed")
 
 
+class TestLauncher:
+    async def test_a_dead_launcher_is_replaced_and_instances_live_on(self, instance, sandbox):
+        client = await instance()
+        old = sandbox.launcher.pid
+        os.kill(old, signal.SIGKILL)
+        await poll(lambda: not sandbox.launcher.alive, 5, "the platform to notice the launcher's death")
+        second = await instance()  # starts a new launcher
+        assert sandbox.launcher.pid != old and not alive(old)
+        assert await client.run("result = 'first'") == "first"
+        assert await second.run("result = 'second'") == "second"
+
+    async def test_instances_are_children_of_the_platform(self, instance):
+        client = await instance()
+        stat = Path(f"/proc/{client.proc.pid}/stat").read_text()
+        assert int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid()
+
+
 class TestCreateErrors:
     async def test_code_dir_not_readable_by_others(self, sandbox, spec_factory, tmp_path):
         private = tmp_path / "private"
