@@ -20,15 +20,21 @@ import pytest
 HOLD_LIMIT_S = 20.0
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # a client that gave up (a timeout, an aborted request) is part of the tests
+
+
 class Upstream:
     def __init__(self):
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
         self.held_total = 0
+        self.requests = []  # paths, in arrival order
         self.reached = {}  # in-flight count -> Event, set once that many were in flight
         self._release = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 256
         self.port = self.httpd.server_address[1]
@@ -91,6 +97,8 @@ class Upstream:
                     self.wfile.write(body)
 
             def _route(self):
+                with upstream.lock:
+                    upstream.requests.append(self.path)
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
                 length = int(self.headers.get("Content-Length") or 0)
@@ -126,5 +134,6 @@ def upstream():
 
 @pytest.fixture
 def proxied(upstream, server_factory):
-    """A frazil server whose functions may reach `upstream` (and nothing else on loopback)."""
-    return server_factory(FRAZIL_HTTP_ALLOW=f"127.0.0.1:{upstream.port}")
+    """A frazil server whose functions may reach `upstream` (and nothing else on loopback), with
+    responses capped at 100 kB."""
+    return server_factory(FRAZIL_HTTP_ALLOW=f"127.0.0.1:{upstream.port}", FRAZIL_HTTP_MAX_RESPONSE_BYTES=100_000)

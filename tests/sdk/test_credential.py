@@ -1,0 +1,156 @@
+"""The SDK credential: each invocation's sdk_token is good only while that invocation runs.
+A token a function keeps, or a call made after `main` returned, is refused and does nothing."""
+from __future__ import annotations
+
+import secrets
+from types import SimpleNamespace
+
+import pytest
+
+from frazil.sdk.host import SdkHost
+from frazil.settings import Settings
+
+REPLAY_PY = """
+import sys, threading, time
+from frazil_sdk import db, SdkError
+
+KEPT = {}
+
+def bridge():
+    return sys.modules['_frazil_sdk_bridge']
+
+def raw_insert(table, token, record):
+    # What a function could do with a token it kept: send the frame by hand.
+    return bridge().channel.call({'op': 'db.insert', 'table': table, 'record': record, 'sdk_token': token})
+
+def after_return(table, token):
+    # Runs on a thread that outlives its invocation: waits until main has returned.
+    deadline = time.monotonic() + 10
+    while bridge().token is not None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    try:
+        db.table(table).insert({'late': 'api'})
+        KEPT['api'] = 'accepted'
+    except SdkError as exc:
+        KEPT['api'] = exc.type
+    KEPT['raw'] = raw_insert(table, token, {'late': 'raw'})
+    KEPT['done'].set()
+
+def main(event, context):
+    table = event['t']
+    if event['phase'] == 'keep':
+        KEPT['token'] = bridge().token
+        KEPT['done'] = threading.Event()
+        threading.Thread(target=after_return, args=(table, bridge().token), daemon=True).start()
+        return db.table(table).insert({'phase': 'keep'})['id']
+    KEPT['done'].wait(10)
+    replayed = raw_insert(table, KEPT['token'], {'late': 'replayed'})
+    own = raw_insert(table, bridge().token, {'phase': 'own'})
+    return {'api': KEPT['api'], 'raw': KEPT['raw'], 'replayed': replayed, 'own_ok': own['ok'],
+            'same_token': KEPT['token'] == bridge().token}
+"""
+
+REPLAY_NODE = """
+const { db, _bridge } = require('frazil-sdk');
+const kept = {};
+exports.main = async (event) => {
+  const t = event.t;
+  if (event.phase === 'keep') {
+    kept.token = _bridge.currentInvocation().sdk_token;
+    // Runs after the handler returned: the SDK refuses it, and so does the platform a raw frame.
+    setTimeout(async () => {
+      try { await db.table(t).insert({ late: 'api' }); kept.api = 'accepted'; } catch (e) { kept.api = e.type; }
+      kept.raw = await _bridge.sendSdkCall({ op: 'db.insert', table: t, record: { late: 'raw' }, sdk_token: kept.token });
+    }, 20);
+    return (await db.table(t).insert({ phase: 'keep' })).id;
+  }
+  for (let i = 0; i < 500 && kept.raw === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+  const replayed = await _bridge.sendSdkCall({ op: 'db.insert', table: t, record: { late: 'replayed' }, sdk_token: kept.token });
+  return { api: kept.api, raw: kept.raw, replayed, same_token: kept.token === _bridge.currentInvocation().sdk_token };
+};
+"""
+
+
+@pytest.fixture
+def table(unique_name) -> str:
+    return "c_" + unique_name.replace("-", "_")[2:40] + secrets.token_hex(2)
+
+
+def check_refusals(server, table: str, result: dict) -> None:
+    assert result["same_token"] is False
+    assert result["api"] == "NoInvocation"  # the SDK knows no invocation runs
+    for reply in (result["raw"], result["replayed"]):
+        assert reply["ok"] is False and reply["error"]["type"] == "CredentialRefused", reply
+    assert "ended" in result["raw"]["error"]["message"]
+    # Nothing the refused calls asked for was done.
+    rows = server.client().get(f"/v1/tables/{table}/records").json()["records"]
+    assert not [r for r in rows if "late" in r], rows
+
+
+class TestReplay:
+    def test_python_kept_token_is_refused_after_its_invocation(self, server, unique_name, table):
+        """A thread calling after main returned, and a token replayed in the next invocation on
+        the same instance, are both refused; the current token works."""
+        server.deploy(unique_name, {"index.py": REPLAY_PY})
+        first = server.invoke(unique_name, {"t": table, "phase": "keep"})
+        assert first["success"] is True, first
+        second = server.invoke(unique_name, {"t": table, "phase": "replay"})
+        assert second["success"] is True and second["cold"] is False, second
+        assert second["result"]["own_ok"] is True
+        check_refusals(server, table, second["result"])
+
+    def test_node_kept_token_is_refused_after_its_invocation(self, server, unique_name, table):
+        server.deploy(unique_name, {"index.js": REPLAY_NODE})
+        first = server.invoke(unique_name, {"t": table, "phase": "keep"})
+        assert first["success"] is True, first
+        second = server.invoke(unique_name, {"t": table, "phase": "replay"})
+        assert second["success"] is True and second["cold"] is False, second
+        check_refusals(server, table, second["result"])
+
+
+class _Data:
+    """Records whether any data operation was attempted."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        async def op(*args, **kwargs):
+            self.calls.append(name)
+            return {"id": "x"}
+        return op
+
+
+def fake_instance(token):
+    return SimpleNamespace(id="i-1", sdk_token=token, current_invocation="inv-1" if token else None,
+                           deadline=None, version=SimpleNamespace(timeout_s=10))
+
+
+class TestHostChecks:
+    """SdkHost.handle refuses before doing anything unless the call carries the live token."""
+
+    @pytest.fixture
+    def host(self):
+        data = _Data()
+        return SdkHost(SimpleNamespace(settings=Settings(), data=data)), data
+
+    @pytest.mark.parametrize("sent,live", [(None, "tok"), ("", "tok"), ("old", "tok"), ("tok", None), (7, "tok")])
+    async def test_refused(self, host, sent, live):
+        sdk, data = host
+        message = {"type": "sdk_call", "call": 1, "op": "db.insert", "table": "t", "record": {}}
+        if sent is not None:
+            message["sdk_token"] = sent
+        reply = await sdk.handle(fake_instance(live), message)
+        assert reply["ok"] is False and reply["error"]["type"] == "CredentialRefused"
+        assert reply["error"]["status"] == 401 and data.calls == []
+
+    async def test_live_token_is_served(self, host):
+        sdk, data = host
+        reply = await sdk.handle(fake_instance("tok"), {"op": "db.insert", "sdk_token": "tok", "table": "t",
+                                                        "record": {}})
+        assert reply == {"ok": True, "value": {"id": "x"}} and data.calls == ["insert"]
+
+    async def test_unknown_operation(self, host):
+        sdk, _ = host
+        reply = await sdk.handle(fake_instance("tok"), {"op": "os.system", "sdk_token": "tok"})
+        assert reply["ok"] is False and reply["error"]["type"] == "BadRequest" and "os.system" in reply["error"]["message"]
