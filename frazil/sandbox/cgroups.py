@@ -66,6 +66,17 @@ def _keyed(text: str) -> dict[str, int]:
     return out
 
 
+def _makedirs_racing(path: str, attempts: int = 3) -> None:
+    """makedirs that survives another platform removing the shared frazil/ parent meanwhile."""
+    for attempt in range(attempts):
+        try:
+            os.makedirs(path, exist_ok=True)
+            return
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+
+
 def cgroup_mounts(mountinfo: str | None = None) -> list[tuple[str, str, set[str]]]:
     """(fstype, mountpoint, controllers) of every cgroup mount, from /proc/self/mountinfo."""
     if mountinfo is None:
@@ -278,7 +289,7 @@ class V1Backend(CgroupBackend):
 
     def prepare(self) -> None:
         for d in self.scope_dirs():
-            os.makedirs(d, exist_ok=True)
+            _makedirs_racing(d)
 
     def create(self, name: str, limits: Limits) -> V1Cgroup:
         dirs = self._dirs(name)
@@ -354,12 +365,10 @@ class V2Backend(CgroupBackend):
 
     def prepare(self) -> None:
         enable = " ".join(f"+{c}" for c in self.REQUIRED)
-        path = self.mountpoint
-        for part in (ROOT_NAME, self.scope):
-            _write(os.path.join(path, "cgroup.subtree_control"), enable)
-            path = os.path.join(path, part)
-            os.makedirs(path, exist_ok=True)
-        _write(os.path.join(path, "cgroup.subtree_control"), enable)
+        _write(os.path.join(self.mountpoint, "cgroup.subtree_control"), enable)
+        _makedirs_racing(self.scope_dirs()[0])
+        for d in (os.path.join(self.mountpoint, ROOT_NAME), self.scope_dirs()[0]):
+            _write(os.path.join(d, "cgroup.subtree_control"), enable)
 
     def create(self, name: str, limits: Limits) -> V2Cgroup:
         d = os.path.join(self.scope_dirs()[0], name)

@@ -216,33 +216,24 @@ class IsolatedSandbox(Sandbox):
             uid = self.uids.acquire()
         except RuntimeError as exc:
             raise SandboxError(str(exc)) from None
-        to_close: list = []
-        keep: list = []
         cg: InstanceCgroup | None = None
+        wiring: _Wiring | None = None
         try:
             try:
                 cg = self.cgroups.create(name, Limits(spec.memory_mb * MB, spec.cpu, spec.pids_max))
             except FileExistsError:
                 raise SandboxError(f"a cgroup for instance {spec.instance_id} already exists") from None
-            procs = cg.open_procs()
-            to_close += procs
+            wiring = _Wiring(cg.open_procs())
             cgroup_done = time.perf_counter()
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            keep.append(ours)
-            to_close.append(theirs)
-            out_r, out_w = os.pipe()
-            keep.append(out_r)
-            to_close.append(out_w)
-            err_r, err_w = os.pipe()
-            to_close += [err_r, err_w]
             request = {
                 "argv": argv, "env": RUNTIME_ENV, "uid": uid, "gid": uid, "code_dir": code_dir,
                 "layer_dirs": layer_dirs, "tmp_mb": spec.tmp_mb, "rlimits": self._rlimits(spec),
             }
             launcher = await self._running_launcher()
-            pid = await launcher.spawn(request, [theirs.fileno(), out_w, err_w, *procs])
+            pid = await launcher.spawn(request, wiring.child_fds())
         except (OSError, LauncherError, SandboxError) as exc:
-            self._close_all(keep + to_close)
+            if wiring is not None:
+                wiring.close_all()
             if cg is not None:
                 # A launcher that died mid-request may still have cloned the child: it is
                 # ours (CLONE_PARENT) and in this cgroup, so kill it and reap it here.
@@ -256,19 +247,16 @@ class IsolatedSandbox(Sandbox):
             if isinstance(exc, SandboxError):
                 raise
             raise SandboxError(f"could not start {spec.runtime.name} in the sandbox: {exc}") from exc
-        to_close.remove(err_r)
-        self._close_all(to_close)
+        wiring.close_child_ends()
         spawned = time.perf_counter()
-        ours.setblocking(False)
-        os.set_blocking(out_r, False)
         proc = IsolatedProcess(
-            instance_id=spec.instance_id, pid=pid, channel=ours, output_fd=out_r,
+            instance_id=spec.instance_id, pid=pid, channel=wiring.channel, output_fd=wiring.output_r,
             paths=RuntimePaths(rootfs.CODE_DIR, tuple(rootfs.layer_dir(i) for i in range(len(layer_dirs))),
                                rootfs.TMP_DIR),
             cgroup=cg, uid=uid, on_destroyed=self._forget,
         )
         self._live[name] = proc
-        error = await self._setup_error(err_r)
+        error = await _setup_error(wiring.error_r)
         if error:
             info = await proc.destroy()
             raise SandboxError(f"could not start {spec.runtime.name} in the sandbox: {error} ({info.describe()})")
@@ -323,44 +311,80 @@ class IsolatedSandbox(Sandbox):
                     raise SandboxError(str(exc)) from exc
             return self.launcher
 
-    async def _setup_error(self, err_r: int) -> str:
-        """Wait for the error pipe: EOF alone means the runtime was exec'd."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        chunks: list[bytes] = []
-
-        def readable() -> None:
-            try:
-                data = os.read(err_r, 4096)
-            except BlockingIOError:
-                return
-            if data:
-                chunks.append(data)
-            elif not done.done():
-                done.set_result(None)
-
-        os.set_blocking(err_r, False)
-        loop.add_reader(err_r, readable)
-        try:
-            await asyncio.wait_for(done, SETUP_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            chunks.append(f"the sandbox was not ready within {SETUP_TIMEOUT_S:g} s".encode())
-        finally:
-            loop.remove_reader(err_r)
-            os.close(err_r)
-        return b"".join(chunks).decode(errors="replace")
-
     def _forget(self, proc: IsolatedProcess) -> None:
         self._live.pop(proc.stats.get("cgroup") or cgroup_name(proc.instance_id), None)
         self.uids.release(proc.uid)
 
-    @staticmethod
-    def _close_all(items) -> None:
-        for item in items:
-            try:
+
+class _Wiring:
+    """The descriptors between the platform and one instance, until the child has them.
+
+    Ours: the channel, the output pipe's read end, the error pipe's read end. The child's,
+    sent to the launcher and closed here once sent: the other channel end, the output
+    pipe's write end, the error pipe's write end and the cgroup join descriptors."""
+
+    def __init__(self, cgroup_fds: list[int]):
+        made: list = []
+        try:
+            self.channel, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            made += [self.channel, self._theirs]
+            self.output_r, output_w = os.pipe()
+            made += [self.output_r, output_w]
+            self.error_r, error_w = os.pipe()
+        except OSError:  # e.g. out of descriptors: give back what was taken, cgroup fds too
+            for item in made:
                 item.close() if isinstance(item, socket.socket) else os.close(item)
-            except OSError:
-                pass
+            for fd in cgroup_fds:
+                os.close(fd)
+            raise
+        self._child_head = [self._theirs.fileno(), output_w, error_w]
+        self._child = list(cgroup_fds)
+
+    def child_fds(self) -> list[int]:
+        """In the order the launcher expects: channel, output, error, cgroup joins."""
+        return self._child_head + self._child
+
+    def close_child_ends(self) -> None:
+        self._theirs.close()
+        for fd in self._child_head[1:] + self._child:
+            os.close(fd)
+        self._child_head, self._child = [], []
+        self.channel.setblocking(False)
+        os.set_blocking(self.output_r, False)
+
+    def close_all(self) -> None:
+        self.close_child_ends()
+        self.channel.close()
+        os.close(self.output_r)
+        os.close(self.error_r)
+
+
+async def _setup_error(err_r: int) -> str:
+    """Wait for the error pipe: EOF alone means the runtime was exec'd."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    chunks: list[bytes] = []
+
+    def readable() -> None:
+        try:
+            data = os.read(err_r, 4096)
+        except BlockingIOError:
+            return
+        if data:
+            chunks.append(data)
+        elif not done.done():
+            done.set_result(None)
+
+    os.set_blocking(err_r, False)
+    loop.add_reader(err_r, readable)
+    try:
+        await asyncio.wait_for(done, SETUP_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        chunks.append(f"the sandbox was not ready within {SETUP_TIMEOUT_S:g} s".encode())
+    finally:
+        loop.remove_reader(err_r)
+        os.close(err_r)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def _reap(pids: set[int]) -> None:

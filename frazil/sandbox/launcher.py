@@ -38,6 +38,12 @@ from frazil.sandbox.enter import ChildFds, Plan, Prepared, launch
 from frazil.sandbox.seccomp import Filter
 
 CONTROL_FD = 3
+# message types
+SPAWN = "spawn"
+READY = "ready"
+FAILED = "failed"
+SPAWNED = "spawned"
+ERROR = "error"
 MAX_MESSAGE = 256 * 1024
 MAX_FDS = 32
 NETNS_SHARED = "shared"
@@ -51,10 +57,10 @@ def main() -> None:
     try:
         prepared = prepare(config)
     except Exception as exc:  # reported to the platform, which turns it into SandboxUnavailable
-        send(ctl, {"type": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        send(ctl, {"type": FAILED, "error": f"{type(exc).__name__}: {exc}"})
         return
     send(ctl, {
-        "type": "ready",
+        "type": READY,
         "landlock_abi": landlock.abi_version(),
         "netns": NETNS_SHARED if prepared.landlock_fd is not None else NETNS_PER_INSTANCE,
         "setup_ms": (time.perf_counter() - started) * 1000,
@@ -138,7 +144,7 @@ def serve(ctl: socket.socket, prepared: Prepared) -> None:
 def handle(msg: dict, fds: list[int], prepared: Prepared) -> dict:
     request_id = msg.get("id")
     try:
-        if msg.get("type") != "spawn":
+        if msg.get("type") != SPAWN:
             raise ValueError(f"unknown request {msg.get('type')!r}")
         if len(fds) < 3:
             raise ValueError(f"a spawn request needs at least 3 descriptors, got {len(fds)}")
@@ -155,8 +161,8 @@ def handle(msg: dict, fds: list[int], prepared: Prepared) -> dict:
         child_fds = ChildFds(channel=fds[0], output=fds[1], error=fds[2], cgroup_procs=tuple(fds[3:]))
         pid = launch(plan, prepared, child_fds)
     except Exception as exc:  # a bad request or a failed clone: the platform gets the reason
-        return {"type": "error", "id": request_id, "error": f"{type(exc).__name__}: {exc}"}
-    return {"type": "spawned", "id": request_id, "pid": pid}
+        return {"type": ERROR, "id": request_id, "error": f"{type(exc).__name__}: {exc}"}
+    return {"type": SPAWNED, "id": request_id, "pid": pid}
 
 
 def recv(sock: socket.socket) -> tuple[bytes, list[int]]:

@@ -85,7 +85,7 @@ class LauncherClient:
         except LauncherGone:
             await self.close()
             raise LauncherError("the sandbox launcher exited while starting (see its stderr)") from None
-        if message.get("type") != "ready":
+        if message.get("type") != wire.READY:
             await self.close()
             raise LauncherError(message.get("error") or f"unexpected message from the launcher: {message}")
         self.info = message
@@ -100,13 +100,13 @@ class LauncherClient:
         future = self._loop.create_future()
         self._pending[request_id] = future
         try:
-            await self._send(json.dumps({**request, "type": "spawn", "id": request_id}).encode(), fds)
+            await self._send(json.dumps({**request, "type": wire.SPAWN, "id": request_id}).encode(), fds)
             reply = await asyncio.wait_for(future, timeout_s)
         except asyncio.TimeoutError:
             raise LauncherError(f"the sandbox launcher did not answer within {timeout_s:g} s") from None
         finally:
             self._pending.pop(request_id, None)
-        if reply.get("type") != "spawned":
+        if reply.get("type") != wire.SPAWNED:
             raise LauncherError(reply.get("error") or f"unexpected reply {reply}")
         return int(reply["pid"])
 
@@ -150,7 +150,7 @@ class LauncherClient:
                 self._gone()
                 return
             message = json.loads(data)
-            if message.get("type") in ("ready", "failed"):
+            if message.get("type") in (wire.READY, wire.FAILED):
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(message)
                 continue
