@@ -60,13 +60,13 @@ def special_range(address: IPAddress) -> str | None:
     """The kind of denied range `address` is in, or None for an ordinary public address.
     IPv4 embedded in IPv6 (mapped, 6to4, NAT64) is judged as the IPv4 address it carries."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
+        if address.ipv4_mapped is not None:  # the kernel connects to the IPv4 address itself
+            return special_range(address.ipv4_mapped)
+        embedded = address.sixtofour
         if embedded is None and address in NAT64:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            inner = special_range(embedded)
-            if inner is not None:
-                return inner
+        if embedded is not None and special_range(embedded) is not None:
+            return special_range(embedded)
     if address in METADATA:
         return "cloud metadata"
     if address.is_loopback:

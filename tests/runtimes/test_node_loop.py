@@ -150,14 +150,16 @@ class TestModules:
         reply, _ = node_loop.invoke({})
         assert reply["ok"] is False and "not-installed-anywhere" in reply["error"]["message"]
 
-    def test_frazil_sdk_resolves_to_the_platform_stub(self, node_loop, tmp_path):
-        """require('frazil-sdk') is the platform's module; log lines land in the logs."""
+    def test_frazil_sdk_resolves_to_the_platform_sdk(self, node_loop, tmp_path):
+        """require('frazil-sdk') is the platform's module: a db call is an sdk_call frame; log
+        lines land in the logs."""
         start(node_loop, tmp_path, {"index.js": (
             "const { db, http, log } = require('frazil-sdk');\n"
-            "exports.main = () => { log.info('visible', 42);\n"
-            "  try { db.table('notes'); } catch (e) { return e.message; } };")})
-        reply, logs = node_loop.invoke({})
-        assert "not implemented yet" in reply["result"]
+            "exports.main = async () => { log.info('visible', 42);\n"
+            "  return db.table('notes').insert({ a: 1 }); };")})
+        reply, logs = node_loop.invoke({}, on_sdk_call=lambda call: {
+            "ok": True, "value": {"id": "r1", "table": call["table"], "op": call["op"], **call["record"]}})
+        assert reply["result"] == {"id": "r1", "table": "notes", "op": "db.insert", "a": 1}
         assert logs == "[INFO] visible 42\n"
 
     def test_sdk_bridge_round_trip(self, node_loop, tmp_path):
