@@ -223,6 +223,14 @@ class _PinnedTransport(httpx.AsyncBaseTransport):
 
 # --- the proxy ------------------------------------------------------------------------------
 
+DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept", "*/*"), ("Accept-Encoding", "gzip, deflate"))
+
+
+def _with_defaults(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    present = {name.lower() for name, _ in headers}
+    return [*((k, v) for k, v in DEFAULT_HEADERS if k.lower() not in present), *headers]
+
+
 @dataclass
 class OutboundRequest:
     """What a function asked for, validated (see `from_message`)."""
@@ -275,19 +283,19 @@ class HttpProxy:
         self.max_request_bytes = settings.http_max_request_bytes
         self.max_redirects = settings.http_max_redirects
         self._ssl = ssl_context or httpx.create_ssl_context()
-        self._client: httpx.AsyncClient | None = None
+        # The transport is used without an httpx.Client on purpose: a client keeps a cookie
+        # jar, which would carry one function's cookies into another's requests.
+        self._transport: _PinnedTransport | None = None
 
-    def _http(self) -> httpx.AsyncClient:
-        # Made on first use, inside the running loop.
-        if self._client is None:
-            self._client = httpx.AsyncClient(transport=_PinnedTransport(self._ssl), follow_redirects=False,
-                                             timeout=None, headers={"User-Agent": USER_AGENT})
-        return self._client
+    def _pool(self) -> _PinnedTransport:
+        if self._transport is None:  # made on first use, inside the running loop
+            self._transport = _PinnedTransport(self._ssl)
+        return self._transport
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
 
     async def request(self, req: OutboundRequest, *, time_left_s: float) -> dict:
         """Send `req` and answer the wire form of the final response:
@@ -341,9 +349,11 @@ class HttpProxy:
         port = url.port or SCHEMES[url.scheme]
         address = await self._checked_address(host, port)
         _PINNED.set({(url.raw_host.decode("ascii"), port): address})
-        request = self._http().build_request(method, url, headers=headers, content=body)
+        request = httpx.Request(method, url, headers=_with_defaults(headers), content=body)
         try:
-            return await self._http().send(request, stream=True)
+            response = await self._pool().handle_async_request(request)
+            response.request = request
+            return response
         except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
             raise HttpTimeout(f"{method} {url}: timed out ({exc or type(exc).__name__})") from None
         except (httpcore.ConnectError, httpx.ConnectError, ConnectionError) as exc:

@@ -7,9 +7,12 @@ under test is started with FRAZIL_HTTP_ALLOW=127.0.0.1:<port>). Its routes:
   /redirect?to=U   302 to U
   /big?n=N         N bytes of "x"
   /bytes           a body that is not UTF-8
+  /cookie          sets a cookie
+  /gzip?n=N        N bytes of "0", gzip-encoded
 """
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -114,6 +117,11 @@ class Upstream:
                     self._send(302, b"", "text/plain", [("Location", query["to"][0])])
                 elif url.path == "/big":
                     self._send(200, b"x" * int(query["n"][0]), "text/plain")
+                elif url.path == "/cookie":
+                    self._send(200, b"{}", headers=[("Set-Cookie", "session=secret; Path=/")])
+                elif url.path == "/gzip":
+                    packed = gzip.compress(b"0" * int(query["n"][0]))
+                    self._send(200, packed, "text/plain", [("Content-Encoding", "gzip")])
                 elif url.path == "/bytes":
                     self._send(200, bytes(range(256)), "application/octet-stream")
                 else:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from frazil.errors import BadRequest
-from frazil.sdk.errors import HttpDenied, HttpFailed
+from frazil.sdk.errors import HttpDenied, HttpFailed, ResponseTooLarge
 from frazil.sdk.proxy import AllowList, HttpProxy, OutboundRequest, special_range
 from frazil.settings import Settings
 
@@ -130,3 +130,25 @@ class TestProxy:
 
         with pytest.raises(httpcore.ConnectError, match="not checked"):
             await _PinnedBackend().connect_tcp("example.com", 80)
+
+    async def test_no_cookie_jar_between_requests(self, upstream):
+        """Cookies one request receives are never sent on another (functions share the proxy)."""
+        proxy = HttpProxy(Settings(http_allow=(f"127.0.0.1:{upstream.port}",)))
+        try:
+            await proxy.request(OutboundRequest("GET", f"{upstream.url}/cookie"), time_left_s=5)
+            answer = await proxy.request(OutboundRequest("GET", f"{upstream.url}/echo"), time_left_s=5)
+        finally:
+            await proxy.close()
+        assert "Cookie" not in json.loads(answer["text"])["headers"]
+
+    async def test_decoded_size_is_capped(self, upstream):
+        """A gzip body is decoded for the function, and the cap applies to what it decodes to."""
+        proxy = HttpProxy(Settings(http_allow=(f"127.0.0.1:{upstream.port}",), http_max_response_bytes=100_000))
+        try:
+            small = await proxy.request(OutboundRequest("GET", f"{upstream.url}/gzip?n=1000"), time_left_s=5)
+            assert small["text"] == "0" * 1000
+            assert "content-encoding" not in {k.lower() for k, _ in small["headers"]}
+            with pytest.raises(ResponseTooLarge):
+                await proxy.request(OutboundRequest("GET", f"{upstream.url}/gzip?n=5000000"), time_left_s=5)
+        finally:
+            await proxy.close()
