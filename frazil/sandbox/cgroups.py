@@ -194,10 +194,6 @@ class CgroupBackend(abc.ABC):
         """Create the frazil/<scope> parents (idempotent)."""
 
     @abc.abstractmethod
-    def create(self, name: str, limits: Limits) -> InstanceCgroup:
-        """A new instance cgroup with `limits` applied; raises OSError."""
-
-    @abc.abstractmethod
     def attach(self, name: str) -> InstanceCgroup:
         """The instance cgroup `name` as it exists (for clean-up)."""
 
@@ -209,6 +205,41 @@ class CgroupBackend(abc.ABC):
             except FileNotFoundError:
                 pass
         return sorted(names)
+
+    def root_dirs(self) -> list[str]:
+        """<hierarchy>/frazil for every hierarchy used."""
+        return sorted({os.path.dirname(d) for d in self.scope_dirs()})
+
+    def remove_empty_scopes(self) -> int:
+        """Remove other platforms' scopes that hold no instance (a platform killed before it
+        could clean up leaves one). rmdir is atomic and refuses a cgroup with children or
+        processes, so a live platform loses at most an empty parent, which its next create
+        puts back (see `create`). Returns how many directories went."""
+        removed = 0
+        for root in self.root_dirs():
+            try:
+                entries = [e for e in os.scandir(root) if e.is_dir(follow_symlinks=False) and e.name != self.scope]
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                try:
+                    os.rmdir(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
+
+    def create(self, name: str, limits: Limits) -> InstanceCgroup:
+        """A new instance cgroup with `limits` applied; raises OSError (FileExistsError if taken)."""
+        try:
+            return self._create(name, limits)
+        except FileNotFoundError:  # our scope went (see remove_empty_scopes): once more
+            self.prepare()
+            return self._create(name, limits)
+
+    @abc.abstractmethod
+    def _create(self, name: str, limits: Limits) -> InstanceCgroup:
+        """Make the instance cgroup; the scope is assumed to exist."""
 
     def remove_scope(self) -> None:
         """Remove frazil/<scope> (and frazil/ when no other scope is left); never raises."""
@@ -291,7 +322,7 @@ class V1Backend(CgroupBackend):
         for d in self.scope_dirs():
             _makedirs_racing(d)
 
-    def create(self, name: str, limits: Limits) -> V1Cgroup:
+    def _create(self, name: str, limits: Limits) -> V1Cgroup:
         dirs = self._dirs(name)
         cg = V1Cgroup(name, dirs)
         try:
@@ -370,7 +401,7 @@ class V2Backend(CgroupBackend):
         for d in (os.path.join(self.mountpoint, ROOT_NAME), self.scope_dirs()[0]):
             _write(os.path.join(d, "cgroup.subtree_control"), enable)
 
-    def create(self, name: str, limits: Limits) -> V2Cgroup:
+    def _create(self, name: str, limits: Limits) -> V2Cgroup:
         d = os.path.join(self.scope_dirs()[0], name)
         cg = V2Cgroup(name, [d])
         os.mkdir(d)

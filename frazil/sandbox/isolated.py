@@ -151,6 +151,7 @@ class IsolatedSandbox(Sandbox):
         removed = self.remove_stale()
         if removed:
             log.info("isolated sandbox: removed %d instance(s) left by a previous run", removed)
+        self.cgroups.remove_empty_scopes()
         self.cgroups.prepare()
         interpreters = []
         for runtime in RUNTIMES.values():

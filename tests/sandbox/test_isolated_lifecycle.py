@@ -188,6 +188,29 @@ class TestRestart:
                 sleeper.kill()
                 sleeper.wait()
 
+    async def test_empty_scopes_of_dead_platforms_are_removed(self, settings, tmp_path, sandbox_factory):
+        box = sandbox_factory(settings)
+        dead = sandbox_factory(Settings(data_dir=tmp_path / "dead-platform"))
+        dead.cgroups.prepare()  # an empty scope, as a SIGKILLed platform leaves it
+        busy = sandbox_factory(Settings(data_dir=tmp_path / "busy-platform"))
+        busy.cgroups.prepare()
+        busy_cg = busy.cgroups.create("live-instance", Limits(64 << 20, 0.5, 8))
+        try:
+            await box.start()
+            assert all(not os.path.exists(d) for d in dead.cgroups.scope_dirs())
+            assert busy_cg.exists()
+            # a platform whose empty scope was removed under it recreates it on its next create
+            busy_cg.remove()
+            busy.cgroups.remove_empty_scopes()  # (it spares its own scope)
+            box.cgroups.remove_empty_scopes()
+            assert all(not os.path.exists(d) for d in busy.cgroups.scope_dirs())
+            again = busy.cgroups.create("after", Limits(64 << 20, 0.5, 8))
+            assert again.exists()
+            again.remove()
+        finally:
+            await box.close()
+            busy.cgroups.remove_scope()
+
     async def test_two_platforms_do_not_touch_each_other(self, instance, tmp_path, sandbox_factory):
         client = await instance()
         other = sandbox_factory(Settings(data_dir=tmp_path / "second"))
