@@ -58,6 +58,8 @@ async def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runtime", default="python3.11", choices=sorted(RUNTIMES))
     parser.add_argument("--sandbox", default="isolated")
+    parser.add_argument("--memory", type=int, default=128, help="the tier's memory (MB)")
+    parser.add_argument("--cpu", type=float, default=0.5, help="the tier's CPU quota (CPUs)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="frazil-bench-") as tmp:
@@ -77,7 +79,7 @@ async def main() -> None:
         try:
             for i in range(args.warmup + args.n):
                 spec = SandboxSpec(instance_id=f"b{secrets.token_hex(6)}", runtime=RUNTIMES[args.runtime],
-                                   code_dir=code)
+                                   code_dir=code, memory_mb=args.memory, cpu=args.cpu)
                 t0 = time.perf_counter()
                 proc = await sandbox.create(spec)
                 t1 = time.perf_counter()
@@ -97,8 +99,8 @@ async def main() -> None:
         finally:
             await sandbox.close()
 
-    print(f"sandbox={sandbox.name} runtime={args.runtime} n={args.n} cpus={os.cpu_count()} "
-          f"start={start_ms:.1f} ms")
+    print(f"sandbox={sandbox.name} runtime={args.runtime} tier={args.memory} MB/{args.cpu} CPU n={args.n} "
+          f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f} start={start_ms:.1f} ms")
     print(f"{'phase (ms)':<20}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'mean':>9}")
     for name, values in phases.items():
         if not values:

@@ -37,6 +37,19 @@ class Limits:
     memory_bytes: int
     cpu: float  # CPUs: 0.5 = 50 ms of every 100 ms
     pids_max: int
+    # CFS burst, in periods of quota: CPU time left unused may be spent later, up to this
+    # much beyond the quota in one period. A fresh cgroup starts with the burst in hand, so
+    # a cold start (interpreter start, handler import) is throttled less; the average over
+    # any long window stays at `cpu`.
+    burst_periods: float = 1.0
+
+    @property
+    def quota_us(self) -> int:
+        return max(1000, int(self.cpu * CPU_PERIOD_US))
+
+    @property
+    def burst_us(self) -> int:
+        return int(self.quota_us * self.burst_periods)
 
 
 def scope_for(data_dir: Path) -> str:
@@ -298,6 +311,7 @@ class V1Backend(CgroupBackend):
         super().__init__(scope)
         self.mounts = mounts  # controller -> hierarchy mountpoint
         self._memsw = os.path.exists(os.path.join(mounts["memory"], "memory.memsw.limit_in_bytes"))
+        self._burst = os.path.exists(os.path.join(mounts["cpu"], "cpu.cfs_burst_us"))
 
     @classmethod
     def discover(cls, scope: str, found=None) -> "V1Backend | None":
@@ -333,7 +347,9 @@ class V1Backend(CgroupBackend):
             if self._memsw:  # memory+swap = memory: the instance never swaps
                 _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(limits.memory_bytes))
             _write(os.path.join(dirs["cpu"], "cpu.cfs_period_us"), str(CPU_PERIOD_US))
-            _write(os.path.join(dirs["cpu"], "cpu.cfs_quota_us"), str(max(1000, int(limits.cpu * CPU_PERIOD_US))))
+            _write(os.path.join(dirs["cpu"], "cpu.cfs_quota_us"), str(limits.quota_us))
+            if limits.burst_us and self._burst:
+                _write(os.path.join(dirs["cpu"], "cpu.cfs_burst_us"), str(limits.burst_us))
             _write(os.path.join(dirs["pids"], "pids.max"), str(limits.pids_max))
         except OSError:
             try:
@@ -409,7 +425,9 @@ class V2Backend(CgroupBackend):
             _write(os.path.join(d, "memory.max"), str(limits.memory_bytes))
             if os.path.exists(os.path.join(d, "memory.swap.max")):
                 _write(os.path.join(d, "memory.swap.max"), "0")
-            _write(os.path.join(d, "cpu.max"), f"{max(1000, int(limits.cpu * CPU_PERIOD_US))} {CPU_PERIOD_US}")
+            _write(os.path.join(d, "cpu.max"), f"{limits.quota_us} {CPU_PERIOD_US}")
+            if limits.burst_us and os.path.exists(os.path.join(d, "cpu.max.burst")):
+                _write(os.path.join(d, "cpu.max.burst"), str(limits.burst_us))
             _write(os.path.join(d, "pids.max"), str(limits.pids_max))
         except OSError:
             try:

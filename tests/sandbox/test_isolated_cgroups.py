@@ -38,6 +38,8 @@ def test_limits_are_applied(backend):
             assert int(read(f"{by['memory']}/memory.memsw.limit_in_bytes")) == 128 << 20
         assert read(f"{by['cpu']}/cpu.cfs_quota_us") == "50000"
         assert read(f"{by['cpu']}/cpu.cfs_period_us") == "100000"
+        if os.path.exists(f"{by['cpu']}/cpu.cfs_burst_us"):
+            assert read(f"{by['cpu']}/cpu.cfs_burst_us") == "50000"
         assert read(f"{by['pids']}/pids.max") == "64"
     else:
         assert int(read(f"{cg.dir}/memory.max")) == 128 << 20
