@@ -7,8 +7,9 @@ launcher today; a zygote later). It clones a child and, in the child, goes throu
      The child is PID 1 of a new PID namespace and a direct child of the *platform*
      (CLONE_PARENT), so the platform reaps it, gets its real exit status, holds a pidfd
      on it, and PR_SET_PDEATHSIG follows the platform's death.
-   1. join the instance's cgroups       write "0" to pre-opened cgroup.procs descriptors,
-                                         first, so everything after is charged and limited
+   1. join the instance's cgroups       write "0" to pre-opened join files (v1 "tasks",
+                                         v2 "cgroup.procs"), first, so everything after is
+                                         charged and limited
    2. new session                       the platform's terminal signals do not reach it
    3. clone the code and layer trees     open_tree() while the host paths are still visible,
                                          made read-only, nosuid, nodev
@@ -28,7 +29,9 @@ launcher today; a zygote later). It clones a child and, in the child, goes throu
   10. Landlock                          scope abstract Unix sockets and signals (when shared
                                          network namespace)
   11. seccomp                           no_new_privs + the prebuilt filter
-  12. descriptors                       0 = /dev/null, 1 = 2 = output pipe, 3 = channel,
+  12. signals and descriptors           SIGPIPE and SIGXFSZ back to default (Python's
+                                         "ignore" would survive exec), nothing blocked;
+                                         0 = /dev/null, 1 = 2 = output pipe, 3 = channel,
                                          everything else close-on-exec
   13. exec                              the runtime (or return, for a zygote's child)
 Any failure writes "<step>: <error>" to the error pipe and exits 127; a successful exec
@@ -100,7 +103,7 @@ class ChildFds:
     channel: int  # the runtime's end of the protocol socketpair
     output: int  # write end of the stdout+stderr pipe
     error: int  # write end of the error pipe (close-on-exec)
-    cgroup_procs: tuple[int, ...]
+    cgroup_join: tuple[int, ...]  # one per hierarchy; see step 1
 
 
 def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool = True) -> int:
@@ -118,7 +121,7 @@ def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool 
         error_fd = fcntl.fcntl(fds.error, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
 
         step = "join cgroups"
-        for fd in fds.cgroup_procs:
+        for fd in fds.cgroup_join:
             os.write(fd, b"0")
 
         step = "new session"
@@ -169,6 +172,11 @@ def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool 
 
         step = "seccomp"
         prepared.seccomp.install()
+
+        step = "signals"
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
         step = "descriptors"
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)

@@ -126,6 +126,8 @@ def build_template(layout: rootfs.Layout, mountpoint: str) -> int:
 
 
 def serve(ctl: socket.socket, prepared: Prepared) -> None:
+    """Error policy: a bad request gets an error reply and the loop goes on; the platform
+    closing its end (EOF, reset, broken pipe) ends the launcher quietly."""
     while True:
         try:
             data, fds = recv(ctl)
@@ -135,10 +137,15 @@ def serve(ctl: socket.socket, prepared: Prepared) -> None:
             return  # the platform closed its end
         try:
             reply = handle(json.loads(data), fds, prepared)
+        except ValueError as exc:  # not JSON
+            reply = {"type": ERROR, "id": None, "error": f"bad request: {exc}"}
         finally:
             for fd in fds:
                 os.close(fd)
-        send(ctl, reply)
+        try:
+            send(ctl, reply)
+        except (BrokenPipeError, ConnectionResetError):
+            return
 
 
 def handle(msg: dict, fds: list[int], prepared: Prepared) -> dict:
@@ -158,7 +165,7 @@ def handle(msg: dict, fds: list[int], prepared: Prepared) -> dict:
             tmp_mb=int(msg["tmp_mb"]),
             rlimits=tuple(tuple(r) for r in msg["rlimits"]),
         )
-        child_fds = ChildFds(channel=fds[0], output=fds[1], error=fds[2], cgroup_procs=tuple(fds[3:]))
+        child_fds = ChildFds(channel=fds[0], output=fds[1], error=fds[2], cgroup_join=tuple(fds[3:]))
         pid = launch(plan, prepared, child_fds)
     except Exception as exc:  # a bad request or a failed clone: the platform gets the reason
         return {"type": ERROR, "id": request_id, "error": f"{type(exc).__name__}: {exc}"}
