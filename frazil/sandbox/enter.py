@@ -29,10 +29,9 @@ launcher today; a zygote later). It clones a child and, in the child, goes throu
   10. Landlock                          scope abstract Unix sockets and signals (when shared
                                          network namespace)
   11. seccomp                           no_new_privs + the prebuilt filter
-  12. signals and descriptors           SIGPIPE and SIGXFSZ back to default (Python's
-                                         "ignore" would survive exec), nothing blocked;
-                                         0 = /dev/null, 1 = 2 = output pipe, 3 = channel,
-                                         everything else close-on-exec
+  12. descriptors                       0 = /dev/null, 1 = 2 = output pipe, 3 = channel,
+                                         everything else close-on-exec (signal dispositions
+                                         are inherited as the launcher set them: default)
   13. exec                              the runtime (or return, for a zygote's child)
 Any failure writes "<step>: <error>" to the error pipe and exits 127; a successful exec
 closes the error pipe (close-on-exec), which is how the platform learns it worked.
@@ -172,11 +171,6 @@ def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool 
 
         step = "seccomp"
         prepared.seccomp.install()
-
-        step = "signals"
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
         step = "descriptors"
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)

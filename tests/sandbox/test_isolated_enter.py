@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +32,8 @@ ZYGOTE = textwrap.dedent('''
     if pid == 0:  # the sandboxed child: no exec, Python goes on
         status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
         report = {"pid": os.getpid(), "uid": os.getuid(), "code": sorted(os.listdir("/code")),
-                  "seccomp": status["Seccomp"].strip(), "fds": sorted(int(f) for f in os.listdir("/proc/self/fd"))}
+                  "seccomp": status["Seccomp"].strip(), "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
+                  "ignored": int(status["SigIgn"], 16), "blocked": int(status["SigBlk"], 16)}
         os.write(3, json.dumps(report).encode())
         os._exit(0)
     print(pid, flush=True)
@@ -62,7 +64,10 @@ def test_launch_without_exec_returns_sandboxed(tmp_path, sandbox_factory, settin
     assert os.read(err_r, 4096) == b""  # the error pipe was closed, with nothing in it
     ours.settimeout(10)
     report = json.loads(ours.recv(65536))
-    assert report == {"pid": 1, "uid": 10_999_999, "code": ["hello.txt"], "seccomp": "2",
+    # Python ignores SIGPIPE and SIGXFSZ; the launcher gives them back their default, so
+    # neither a zygote's child nor an exec'd runtime inherits the ignore
+    assert report.pop("ignored") & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)) == 0
+    assert report == {"pid": 1, "uid": 10_999_999, "code": ["hello.txt"], "seccomp": "2", "blocked": 0,
                       "fds": [0, 1, 2, 3, report["fds"][-1]]}  # + the fd listing /proc/self/fd
     ours.close()
     os.close(out_r)

@@ -32,3 +32,4 @@ async def test_node_runtime_serves_inside(instance, code_factory):
     result = reply["result"]
     assert result["echo"] == {"b": 2} and result["lib"] == "required" and result["pid"] == 1
     assert result["uid"] == client.proc.uid
+
