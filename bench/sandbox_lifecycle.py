@@ -62,7 +62,7 @@ async def main() -> None:
     parser.add_argument("--cpu", type=float, default=0.5, help="the tier's CPU quota (CPUs)")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="frazil-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="frazil-sandbox-bench-") as tmp:
         os.chmod(tmp, 0o755)
         code = Path(tmp) / "code"
         code.mkdir(mode=0o755)
