@@ -24,6 +24,9 @@ HOLD_LIMIT_S = 20.0
 
 
 class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the listen backlog: read in __init__, so set on the class
+
     def handle_error(self, request, client_address):
         pass  # a client that gave up (a timeout, an aborted request) is part of the tests
 
@@ -38,8 +41,6 @@ class Upstream:
         self.reached = {}  # in-flight count -> Event, set once that many were in flight
         self._release = threading.Event()
         self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self.httpd.request_queue_size = 256
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
