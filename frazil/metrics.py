@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from frazil.store.models import InvocationStatus
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 SANDBOX_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 
@@ -26,6 +28,7 @@ class Metrics:
                                         buckets=SANDBOX_BUCKETS, registry=r)
         self.sandbox_destroy = Histogram("frazil_sandbox_destroy_seconds", "Time to destroy an instance",
                                          buckets=SANDBOX_BUCKETS, registry=r)
+        self._children: dict[str, tuple] = {}
 
     def bind(self, admission, pool) -> None:
         """Gauges read live from their owners when scraped."""
@@ -40,10 +43,17 @@ class Metrics:
         pass
 
     def finished(self, version, record, outcome) -> None:
-        self.invocations.labels(version.function, outcome.status.value).inc()
-        self.duration.labels(version.function).observe(outcome.duration_ms / 1000)
+        children = self._children.get(version.function)
+        if children is None:  # labels() costs a locked lookup: keep each function's children
+            name = version.function
+            children = self._children[name] = (
+                self.duration.labels(name), self.cold_starts.labels(name),
+                {s: self.invocations.labels(name, s.value) for s in InvocationStatus if s.final})
+        duration, cold_starts, by_status = children
+        by_status[outcome.status].inc()
+        duration.observe(outcome.duration_ms / 1000)
         if record.cold:
-            self.cold_starts.labels(version.function).inc()
+            cold_starts.inc()
 
     def throttled(self, version) -> None:
         self.throttled_sync.labels(version.function).inc()

@@ -9,10 +9,11 @@ from frazil.api.responses import JSONResponse
 from frazil import __version__
 from frazil.api import auth, functions, health, invocations, tables
 from frazil.api.errors import install_error_handlers
+from frazil.console.router import router as console_router
 from frazil.settings import Settings
 
 # Every resource's router; each module owns its routes.
-ROUTERS = [health.router, functions.router, invocations.router, auth.router, tables.router]
+ROUTERS = [health.router, functions.router, invocations.router, auth.router, tables.router, console_router]
 
 
 def create_app(settings: Settings, platform=None) -> FastAPI:

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 
 from frazil.api.bodies import read_limited
-from frazil.api.deps import bearer_token, is_admin_token, platform
+from frazil.api.deps import bearer_token, is_admin_token, platform, platform_of
 from frazil.data.acl import ADMIN, ANONYMOUS, Principal, PrincipalKind
 from frazil.errors import BadRequest, Unauthorized
 
@@ -37,7 +37,7 @@ async def principal(request: Request) -> Principal:
         return ANONYMOUS
     if is_admin_token(request, token):
         return ADMIN
-    return await platform(request).data.accounts.authenticate(token)
+    return await platform_of(request).data.accounts.authenticate(token)
 
 
 async def _credentials(request: Request) -> tuple[str, str]:

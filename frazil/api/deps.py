@@ -1,34 +1,34 @@
-"""Request dependencies shared by the routers: the platform and who is calling."""
-from __future__ import annotations
+"""Request dependencies shared by the routers: the platform and who is calling.
 
-import hmac
+FastAPI runs a plain `def` dependency in a thread pool; these are `async def` so that no
+request pays for that hand-off."""
+from __future__ import annotations
 
 from fastapi import Request
 
+from frazil.api.invoking import is_admin, parse_bearer
 from frazil.errors import Unauthorized
 
 
-def platform(request: Request):
+def platform_of(request: Request):
     """The running `frazil.platform.Platform`."""
     return request.app.state.platform
 
 
+async def platform(request: Request):
+    """`platform_of` as a dependency."""
+    return request.app.state.platform
+
+
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-    return token.strip()
+    return parse_bearer(request.headers.get("authorization"))
 
 
 def is_admin_token(request: Request, token: str | None) -> bool:
-    key = request.app.state.platform.admin_key
-    return token is not None and hmac.compare_digest(token.encode(), key.encode())
+    return is_admin(request.app.state.platform, token)
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("this route needs the admin key: send 'Authorization: Bearer <key>'")

@@ -20,10 +20,18 @@ def error_body(status: int, type_: str, message: str, **details) -> JSONResponse
                           headers=headers)
 
 
+def error_response(exc: Exception) -> JSONResponse:
+    """The response for a platform refusal, or a 500 for anything unexpected (logged)."""
+    if isinstance(exc, FrazilError):
+        return error_body(exc.status, exc.type, exc.message, **exc.details)
+    log.error("unhandled error", exc_info=exc)
+    return error_body(500, "InternalError", f"internal error: {type(exc).__name__}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FrazilError)
     async def _frazil(_: Request, exc: FrazilError):
-        return error_body(exc.status, exc.type, exc.message, **exc.details)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
@@ -40,5 +48,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception):
-        log.exception("unhandled error")
-        return error_body(500, "InternalError", f"internal error: {type(exc).__name__}")
+        return error_response(exc)

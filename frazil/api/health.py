@@ -9,10 +9,14 @@ from frazil.api.deps import platform
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz(plat=Depends(platform)):
+def health(plat) -> dict:
     return {"success": True, "status": "ok", "version": __version__, "sandbox": plat.sandbox.name,
             "node": plat.node_id}
+
+
+@router.get("/healthz", summary="Liveness (served by frazil.api.fastpath in a running server)")
+async def healthz(plat=Depends(platform)):
+    return health(plat)
 
 
 @router.get("/metrics", response_class=Response)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from frazil.api.auth import principal
 from frazil.api.bodies import read_limited
-from frazil.api.deps import platform
+from frazil.api.deps import platform, platform_of
 from frazil.data.acl import Principal
 from frazil.data.service import DEFAULT_LIMIT, MAX_LIMIT
 from frazil.errors import BadRequest
@@ -28,7 +28,7 @@ _ACL_BODY = {"requestBody": {"required": False, "content": {"application/json": 
 
 
 async def _json_body(request: Request, *, required: bool = True):
-    limit = platform(request).settings.max_record_bytes + BODY_SLACK
+    limit = platform_of(request).settings.max_record_bytes + BODY_SLACK
     raw = await read_limited(request, limit, "the request body")
     if not raw.strip():
         if required:

@@ -44,6 +44,7 @@ def server(host: str = typer.Option("127.0.0.1", help="Address to listen on"),
     import uvicorn
 
     from frazil.api.app import create_app
+    from frazil.api.fastpath import FastPath
     from frazil.platform import Platform
     from frazil.sandbox.base import SandboxUnavailable
     from frazil.settings import Settings
@@ -56,8 +57,9 @@ def server(host: str = typer.Option("127.0.0.1", help="Address to listen on"),
         _fail(f"frazil cannot start: {exc}", 2)
     err.print(f"frazil listening on http://{host}:{port} (data in {settings.data_dir}, sandbox: "
               f"{platform.sandbox.name})", highlight=False)
-    uvicorn.run(create_app(settings, platform), host=host, port=port, loop="uvloop", http="httptools",
-                log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+    # No proxy-header rewriting: frazil does not trust X-Forwarded-* (and it costs per request).
+    uvicorn.run(FastPath(create_app(settings, platform)), host=host, port=port, loop="uvloop", http="httptools",
+                log_level=log_level, access_log=False, proxy_headers=False, timeout_graceful_shutdown=5)
 
 
 def _settings_from(path: Path, name, runtime, handler, memory, timeout, env, resident, public) -> tuple[str, dict]:

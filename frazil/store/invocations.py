@@ -34,21 +34,11 @@ class InvocationStore:
         async with self.engine.begin() as conn:
             await conn.execute(invocations.insert().values(**_row_values(record)))
 
-    async def upsert_many(self, records: list[InvocationRecord]) -> None:
-        """Write many records in one transaction: insert new ones, overwrite known ones."""
-        if not records:
-            return
-        ids = [r.id for r in records]
-        async with self.engine.begin() as conn:
-            known = set((await conn.execute(select(invocations.c.id).where(invocations.c.id.in_(ids)))).scalars())
-            new = [_row_values(r) for r in records if r.id not in known]
-            if new:
-                await conn.execute(invocations.insert(), new)
-            for record in records:
-                if record.id in known:
-                    values = _row_values(record)
-                    del values["id"]
-                    await conn.execute(update(invocations).where(invocations.c.id == record.id).values(**values))
+    async def insert_many(self, records: list[InvocationRecord]) -> None:
+        """Insert many new records in one transaction (one executemany)."""
+        if records:
+            async with self.engine.begin() as conn:
+                await conn.execute(invocations.insert(), [_row_values(r) for r in records])
 
     async def update(self, record: InvocationRecord, *, expect: InvocationStatus | None = None) -> bool:
         """Overwrite one record; with `expect`, only if its stored status still is that one."""

@@ -1,7 +1,7 @@
 """Batches invocation-record writes off the invocation's critical path.
 
-A sync invocation answers its client first; its record joins a batch that one transaction
-writes a few milliseconds later. Readers see pending records through `pending()`, so a
+A sync invocation answers its client first; its record (final, and new to the store) joins
+a batch that one transaction inserts a few milliseconds later. Readers see pending records through `pending()`, so a
 record is visible from the moment the invocation finishes.
 
 Error policy: a failed flush is retried with the records kept (they are never dropped while
@@ -45,7 +45,7 @@ class RecordWriter:
         async with self._flushing:
             while self._pending:
                 batch = dict(self._pending)
-                await self._store.upsert_many(list(batch.values()))
+                await self._store.insert_many(list(batch.values()))
                 for key, record in batch.items():
                     if self._pending.get(key) is record:
                         del self._pending[key]
