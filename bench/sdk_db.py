@@ -9,8 +9,10 @@ latencies. Each call is an sdk_call frame on the instance's channel, the platfor
 check, `DataService` as the admin principal, and the sdk_reply back.
 Outside: the same operations with the admin key over one keep-alive HTTP/1.1 connection
 (`POST /v1/tables/{t}/records`, `GET /v1/tables/{t}/records/{id}`), timed per request.
-Operations: insert of a small record, and get of a record by id. Same server, same table
-kind (admin-only), same SQLite store.
+Operations: insert of a small record, get of a record by id, and "refused": a get on an
+invalid table name, which the data service refuses before touching the database - the cost of
+the path alone (channel or HTTP, credential or key check, dispatch, error reply). Same server,
+same table kind (admin-only), same SQLite store.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ RECORD = {"text": "hello", "n": 1, "tags": ["a", "b"]}
 
 PY_FUNCTION = """
 import time
-from frazil_sdk import db
+from frazil_sdk import db, SdkError
 
 def main(event, context):
     t = db.table(event['table'])
@@ -37,11 +39,19 @@ def main(event, context):
     ids = event.get('ids') or []
     clock = time.perf_counter_ns
     out = []
+    bad = db.table('Not A Table')
     for i in range(n):
         if op == 'insert':
             t0 = clock(); t.insert(event['record']); out.append((clock() - t0) / 1e6)
-        else:
+        elif op == 'get':
             t0 = clock(); t.get(ids[i % len(ids)]); out.append((clock() - t0) / 1e6)
+        else:  # the channel alone: refused by name validation before any database work
+            t0 = clock()
+            try:
+                bad.get('x')
+            except SdkError:
+                pass
+            out.append((clock() - t0) / 1e6)
     return out
 """
 
@@ -49,12 +59,14 @@ NODE_FUNCTION = """
 const { db } = require('frazil-sdk');
 exports.main = async (event) => {
   const t = db.table(event.table);
+  const bad = db.table('Not A Table');
   const ids = event.ids || [];
   const out = [];
   for (let i = 0; i < event.n; i++) {
     const t0 = process.hrtime.bigint();
     if (event.op === 'insert') await t.insert(event.record);
-    else await t.get(ids[i % ids.length]);
+    else if (event.op === 'get') await t.get(ids[i % ids.length]);
+    else await bad.get('x').catch(() => null);
     out.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   return out;
@@ -76,6 +88,9 @@ def inside(server: FrazilServer, name: str, op: str, table: str, n: int, ids: li
 def outside(server: FrazilServer, op: str, table: str, n: int, ids: list[str]) -> list[float]:
     auth = {"Authorization": f"Bearer {server.admin_key}", "Content-Type": "application/json"}
     with KeepAliveClient(server.port) as client:
+        if op == "refused":
+            request = http_request_bytes("GET", "/v1/tables/Not%20A%20Table/records/x", server.port, headers=auth)
+            return client.timed(request, n, lambda status, body: None)
         if op == "insert":
             request = http_request_bytes("POST", f"/v1/tables/{table}/records", server.port,
                                          body=json.dumps(RECORD).encode(), headers=auth)
@@ -109,7 +124,7 @@ def main() -> None:
         ids = [server.http.post(f"/v1/tables/{table}/records", json={**RECORD, "i": i}).json()["record"]["id"]
                for i in range(100)]
         results: dict[str, dict[str, list[float]]] = {}
-        for op in ("insert", "get"):
+        for op in ("insert", "get", "refused"):
             # Warm every path (instances, SQLite pages, connections) before timing it.
             outside(server, op, table, args.warmup, ids)
             inside(server, "sdk-db-py", op, table, args.warmup, ids)
