@@ -38,11 +38,18 @@ log = logging.getLogger(__name__)
 Op = Callable[["SdkHost", Any, dict], Awaitable[Any]]
 
 
+# db calls one instance may have running at once; more wait their turn. Each is short, but a
+# function that fires thousands at once must not monopolise the store every function shares.
+DB_CALLS_IN_FLIGHT = 16
+
+
 @dataclass
-class _InstanceHttp:
-    """One instance's HTTP calls: its slots, and the calls in flight for `token`'s invocation."""
+class _InstanceCalls:
+    """One instance's SDK calls: its HTTP and db slots, and the HTTP calls in flight for
+    `token`'s invocation."""
 
     slots: asyncio.Semaphore
+    db_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DB_CALLS_IN_FLIGHT))
     token: str | None = None
     in_flight: set[asyncio.Task] = field(default_factory=set)
 
@@ -61,7 +68,7 @@ class SdkHost:
         self._settings = platform.settings
         self.proxy = HttpProxy(platform.settings)
         # Per-instance state lives as long as the instance object does.
-        self._http: weakref.WeakKeyDictionary[Any, _InstanceHttp] = weakref.WeakKeyDictionary()
+        self._calls: weakref.WeakKeyDictionary[Any, _InstanceCalls] = weakref.WeakKeyDictionary()
 
     async def handle(self, instance, message: dict) -> dict:
         """Serve one sdk_call from `instance`; the answer's fields go into the sdk_reply."""
@@ -71,6 +78,9 @@ class SdkHost:
             serve = OPS.get(op) if isinstance(op, str) else None
             if serve is None:
                 raise BadRequest(f"unknown SDK operation {op!r}")
+            if op.startswith("db."):
+                async with self._state(instance).db_slots:
+                    return {"ok": True, "value": await serve(self, instance, message)}
             return {"ok": True, "value": await serve(self, instance, message)}
         except FrazilError as exc:
             if isinstance(exc, CredentialRefused):
@@ -79,6 +89,12 @@ class SdkHost:
 
     async def close(self) -> None:
         await self.proxy.close()
+
+    def _state(self, instance) -> _InstanceCalls:
+        state = self._calls.get(instance)
+        if state is None:
+            state = self._calls[instance] = _InstanceCalls(asyncio.Semaphore(self._settings.http_max_in_flight))
+        return state
 
     @staticmethod
     def _authenticate(instance, message: dict) -> None:
@@ -137,9 +153,7 @@ class SdkHost:
 
     async def _http_request(self, instance, m: dict):
         request = OutboundRequest.from_message(m, self._settings.http_max_request_bytes)
-        state = self._http.get(instance)
-        if state is None:
-            state = self._http[instance] = _InstanceHttp(asyncio.Semaphore(self._settings.http_max_in_flight))
+        state = self._state(instance)
         token = m["sdk_token"]
         state.enter(token)
         task = asyncio.ensure_future(self._http_in_turn(instance, state, request))
@@ -155,7 +169,7 @@ class SdkHost:
         finally:
             state.in_flight.discard(task)
 
-    async def _http_in_turn(self, instance, state: _InstanceHttp, request: OutboundRequest):
+    async def _http_in_turn(self, instance, state: _InstanceCalls, request: OutboundRequest):
         deadline = _deadline(instance)
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):

@@ -121,9 +121,18 @@ class _Data:
         return op
 
 
-def fake_instance(token):
-    return SimpleNamespace(id="i-1", sdk_token=token, current_invocation="inv-1" if token else None,
-                           deadline=None, version=SimpleNamespace(timeout_s=10))
+class FakeInstance:
+    """The fields of `frazil.pool.instance.Instance` the SDK host reads."""
+
+    def __init__(self, token):
+        self.id = "i-1"
+        self.sdk_token = token
+        self.current_invocation = "inv-1" if token else None
+        self.deadline = None
+        self.version = SimpleNamespace(timeout_s=10)
+
+
+fake_instance = FakeInstance
 
 
 class TestHostChecks:
