@@ -156,7 +156,8 @@ class Instance:
             "log_marker": marker.decode(),
         })
         reply = await self._expect(init_timeout_s, "load the handler")
-        await self._settle_output(seen)
+        if reply.get("marker", True):
+            await self._settle_output(seen)
         self._init_logs = self._output.take()
         if reply.get("type") == protocol.INIT_ERROR:
             raise InitFailed(reply.get("error") or error_dict("InitError", "the handler could not be loaded"),
@@ -214,7 +215,8 @@ class Instance:
             reply = await waiting
             duration_ms = (time.perf_counter() - started) * 1000
             outcome = self._outcome(reply)
-            await self._settle_output(seen)
+            if reply.get("marker", True):  # false: the runtime saw the pipe empty, nothing to wait for
+                await self._settle_output(seen)
         except InvocationTimedOut:
             duration_ms = (time.perf_counter() - started) * 1000
             self._fail("timed out")

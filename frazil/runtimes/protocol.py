@@ -22,7 +22,9 @@ Messages, in the order they flow for one instance:
 ERROR is {"type": "<class name>", "message": "...", "stack": "..."}.
 
 Before each "result" the runtime flushes the function's output and writes `log_marker`
-to the output pipe, so the platform knows which output belongs to which invocation.
+to the output pipe, so the platform knows which output belongs to which invocation. When
+the pipe is empty at that moment it may skip the marker and say so with "marker": false in
+the result, "ready" or "init_error" (everything printed was already read by the platform).
 SDK calls (db, http, log) travel on the same channel as "sdk_call"/"sdk_reply" frames,
 each with a "call" id, so a handler can have many in flight. A call carries the running
 invocation's "sdk_token"; the platform refuses calls whose token is not the current one.

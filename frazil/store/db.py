@@ -20,6 +20,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 async def open_engine(settings: Settings) -> AsyncEngine:
     """Create the engine and the schema (idempotent)."""
+    engine = make_engine(settings)
+    await create_schema(engine)
+    return engine
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
     url = settings.db_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -27,9 +33,13 @@ async def open_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return engine
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create every table that does not exist yet."""
     # Importing registers the BaaS tables on the shared metadata.
     import frazil.data.schema  # noqa: F401
 
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
-    return engine

@@ -19,6 +19,20 @@ def _row_values(record: InvocationRecord) -> dict:
     return values
 
 
+def _insert_sql(paramstyle: str) -> str:
+    """INSERT of every column with the driver's own placeholders."""
+    if paramstyle == "qmark":
+        marks = ["?"] * len(_COLUMNS)
+    elif paramstyle in ("numeric_dollar", "numeric"):
+        prefix = "$" if paramstyle == "numeric_dollar" else ":"
+        marks = [f"{prefix}{i}" for i in range(1, len(_COLUMNS) + 1)]
+    elif paramstyle == "format":
+        marks = ["%s"] * len(_COLUMNS)
+    else:
+        raise ValueError(f"unsupported DB-API paramstyle {paramstyle!r}")
+    return f"INSERT INTO {invocations.name} ({', '.join(_COLUMNS)}) VALUES ({', '.join(marks)})"
+
+
 def _record(row) -> InvocationRecord:
     data = dict(row._mapping)
     data["status"] = InvocationStatus(data["status"])
@@ -35,10 +49,15 @@ class InvocationStore:
             await conn.execute(invocations.insert().values(**_row_values(record)))
 
     async def insert_many(self, records: list[InvocationRecord]) -> None:
-        """Insert many new records in one transaction (one executemany)."""
-        if records:
-            async with self.engine.begin() as conn:
-                await conn.execute(invocations.insert(), [_row_values(r) for r in records])
+        """Insert many new records in one transaction: one driver-level executemany of
+        tuples (SQLAlchemy's per-row parameter processing was a quarter of a warm
+        invocation's CPU; the sync path writes every record through here)."""
+        if not records:
+            return
+        rows = [tuple(r.status.value if name == "status" else getattr(r, name) for name in _COLUMNS)
+                for r in records]
+        async with self.engine.begin() as conn:
+            await conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
 
     async def update(self, record: InvocationRecord, *, expect: InvocationStatus | None = None) -> bool:
         """Overwrite one record; with `expect`, only if its stored status still is that one."""

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class RecordWriter:
-    def __init__(self, store: InvocationStore, *, max_delay_s: float = 0.02, max_batch: int = 500):
+    def __init__(self, store: InvocationStore, *, max_delay_s: float = 0.05, max_batch: int = 500):
         self._store = store
         self._max_delay_s = max_delay_s
         self._max_batch = max_batch

@@ -116,7 +116,14 @@ class LoopDriver:
                    "layer_dirs": [str(d) for d in layer_dirs], "env": env or {}, "function": "fn",
                    "version": 3, "memory_mb": 128, "log_marker": marker, **extra})
         reply = self.recv()
-        return reply, self.read_output_until(marker)
+        return reply, self._output_of(reply, marker)
+
+    def _output_of(self, reply: dict, marker: str) -> str:
+        """The output before `marker`; the reply's "marker" flag is consumed here."""
+        if reply.pop("marker", True) is False:
+            # The runtime found the pipe empty: everything it printed was already read here.
+            return self.drain_output()
+        return self.read_output_until(marker)
 
     def invoke(self, event=None, *, cold: bool = False, timeout_s: float = 10.0,
                on_sdk_call: Callable[[dict], dict] | None = None, sdk_token: str | None = None) -> tuple[dict, str]:
@@ -134,7 +141,7 @@ class LoopDriver:
                 continue
             break
         assert reply["type"] == "result" and reply["id"] == invocation_id, reply
-        return reply, self.read_output_until(marker)
+        return reply, self._output_of(reply, marker)
 
     def wait_exit(self, timeout: float = TIMEOUT_S) -> int | None:
         deadline = time.monotonic() + timeout

@@ -5,6 +5,7 @@ at a time until the channel closes. Module globals and files in /tmp survive bet
 invocations because this process does. See protocol.py for the messages.
 """
 import asyncio
+import fcntl
 import collections
 import importlib
 import importlib.util
@@ -12,7 +13,9 @@ import inspect
 import itertools
 import json
 import os
+import struct
 import sys
+import termios
 import threading
 import time
 import traceback
@@ -309,14 +312,25 @@ class Runtime:
 
 
 def flush_output(marker):
-    """Everything the function printed reaches the pipe before the marker does."""
+    """Flush what the function printed, then write `marker` after it, so the platform knows
+    where this invocation's output ends. When the pipe is already empty the platform has
+    read, and so attributed, every byte: the marker is skipped (a syscall here, a wake-up
+    and a read there). Returns whether the marker was written."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
             pass
-    if marker:
-        os.write(1, marker.encode())
+    if not marker:
+        return False
+    try:
+        pending = struct.unpack("i", fcntl.ioctl(1, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        pending = 1
+    if pending == 0:
+        return False
+    os.write(1, marker.encode())
+    return True
 
 
 def serve(channel):
@@ -329,22 +343,23 @@ def serve(channel):
     try:
         runtime.initialize(init)
     except BaseException as exc:  # a broken module may raise anything, even SystemExit
-        flush_output(init.get("log_marker"))
-        channel.send({"type": protocol.INIT_ERROR, "error": describe_error(exc)})
+        marked = flush_output(init.get("log_marker"))
+        channel.send({"type": protocol.INIT_ERROR, "error": describe_error(exc), "marker": marked})
         return
-    flush_output(init.get("log_marker"))
-    channel.send({"type": protocol.READY})
+    marked = flush_output(init.get("log_marker"))
+    channel.send({"type": protocol.READY, "marker": marked})
     while True:
         request = channel.recv()
         if request is None:
             return
         outcome = runtime.invoke(request)
-        flush_output(request.get("log_marker"))
+        marked = flush_output(request.get("log_marker"))
         if isinstance(outcome, str):
             # The result is already JSON: splice it in instead of encoding it twice.
-            head = json.dumps({"type": protocol.RESULT, "id": request["id"], "ok": True})
+            head = json.dumps({"type": protocol.RESULT, "id": request["id"], "ok": True, "marker": marked})
             channel.send_raw(f'{head[:-1]},"result":{outcome}}}'.encode())
         else:
+            outcome["marker"] = marked
             channel.send(outcome)
 
 
