@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(imagemagick ghostscript fontconfig fonts-dejavu-core fonts-liberation fonts-wqy-zenhei)
+# The tests also drive the web console in a real browser.
+[ "${1:-}" = "test" ] && DEB_PACKAGES+=(chromium)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
@@ -25,7 +27,8 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 if [ "${1:-}" = "test" ]; then
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    # playwright drives the Debian chromium; it must never download a browser of its own.
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 else
     .venv/bin/pip install -q --disable-pip-version-check -e .
 fi
