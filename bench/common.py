@@ -38,6 +38,9 @@ HOST = "127.0.0.1"
 # (e.g. a worktree with a proposed fix), for before/after figures from the same scripts.
 ENV_FRAZIL_SRC = "BENCH_FRAZIL_SRC"
 
+if os.environ.get(ENV_FRAZIL_SRC):  # the in-process parts use that package too
+    sys.path.insert(0, os.environ[ENV_FRAZIL_SRC])
+
 # The function every benchmark runs: the smallest useful handler, no output.
 HELLO_PY = 'def main(event, context):\n    return {"hello": event.get("name", "world")}\n'
 EVENT = b'{"name":"bench"}'
@@ -304,8 +307,12 @@ class FrazilServer:
                     if r.status_code != 200:
                         raise RuntimeError(f"deploy of {name} failed: {r.status_code} {r.text[:500]}")
 
+        # The first deploy alone: it stores the blob and unpacks the code that the others
+        # share (concurrent first stores of one blob race in frazil's BlobStore.put).
+        one(names[:1])
+        rest = names[1:]
         with ThreadPoolExecutor(workers) as pool:
-            for f in [pool.submit(one, names[i::workers]) for i in range(workers)]:
+            for f in [pool.submit(one, rest[i::workers]) for i in range(workers)]:
                 f.result()
         return time.perf_counter() - started
 
@@ -346,6 +353,40 @@ def cmdline(pid: int) -> str:
 def is_runtime_process(pid: int) -> bool:
     line = cmdline(pid)
     return "/runtimes/python/loop.py" in line or "/runtimes/node/loop.js" in line or "/loop.py" in line
+
+
+def cgroup_cpu_stat(pid: int) -> dict[str, int] | None:
+    """cpu.stat of the CPU cgroup `pid` is in (v1 `cpu` controller, or v2), when not the
+    root: nr_periods, nr_throttled, throttled_time (ns in v1; v2's throttled_usec)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if path in ("/", ""):
+            continue
+        if "cpu" in controllers.split(","):
+            candidate = Path("/sys/fs/cgroup/cpu") / path.lstrip("/") / "cpu.stat"
+        elif controllers == "":
+            candidate = Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.stat"
+        else:
+            continue
+        try:
+            return {k: int(v) for k, v in (x.split() for x in candidate.read_text().splitlines())}
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def throttle_summary(stats: list[dict | None]) -> dict:
+    """How many of these cgroups' CPU quota throttled them, and for how long on average."""
+    stats = [st for st in stats if st]
+    throttled = [st for st in stats if st.get("nr_throttled", 0) > 0]
+    ns = [st.get("throttled_time", st.get("throttled_usec", 0) * 1000) for st in throttled]
+    return {"cgroups": len(stats), "throttled": len(throttled),
+            "mean_throttled_ms": sum(ns) / len(ns) / 1e6 if ns else 0.0}
 
 
 def memory_cgroup_usage_kb(pid: int) -> int | None:
@@ -723,7 +764,8 @@ def machine_info() -> dict:
         "commit": git("rev-parse", "--short", "HEAD"),
         # Other people work in this tree: say which uncommitted frazil files were measured.
         "frazil_uncommitted": git("status", "--porcelain", "--", "frazil").splitlines(),
-        "frazil_source": os.environ.get(ENV_FRAZIL_SRC) or str(REPO / "frazil"),
+        "frazil_source": os.environ.get(ENV_FRAZIL_SRC) or f"{REPO / 'frazil'} (working tree)",
+        "frazil_ref": os.environ.get("BENCH_FRAZIL_REF"),
         "cpus": os.cpu_count(),
         "kernel": _platform.release(),
         "python": sys.version.split()[0],
@@ -748,6 +790,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--sandbox", choices=["auto", "isolated", "plain"], default="auto",
                         help="instance sandbox (auto: isolated if `frazil server` starts with it, else plain)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (at most 10)")
+    parser.add_argument("--frazil-ref", metavar="REF",
+                        help="benchmark frazil as committed at this git ref (e.g. HEAD) instead of the working tree")
     parser.add_argument("--quiet-wait", type=float, default=120.0,
                         help="seconds a run may wait, in all, for the CPUs to be >=85%% idle before its phases "
                              "(other people's test suites share this machine)")
@@ -757,6 +801,26 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 def check_duration(args) -> None:
     if not 0 < args.duration <= 10:
         raise SystemExit("--duration must be in (0, 10] seconds")
+    if getattr(args, "frazil_ref", None):
+        use_frazil_ref(args.frazil_ref)
+
+
+def use_frazil_ref(ref: str) -> Path:
+    """Benchmark the `frazil` package as committed at `ref` (servers and in-process parts
+    alike), not this working tree, which other people edit while a run goes on."""
+    dest = Path(tempfile.mkdtemp(prefix="bench-frazil-"))
+    dest.chmod(0o755)
+    atexit.register(shutil.rmtree, dest, True)
+    archive = subprocess.run(["git", "archive", ref, "frazil"], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    os.environ[ENV_FRAZIL_SRC] = str(dest)
+    os.environ["BENCH_FRAZIL_REF"] = ref
+    sys.path.insert(0, str(dest))
+    for name in [m for m in sys.modules if m == "frazil" or m.startswith("frazil.")]:
+        del sys.modules[name]  # nothing imported from the working tree may linger
+    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True).stdout
+    print(f"note: benchmarking frazil at {ref} ({commit.strip()}), exported to {dest}", file=sys.stderr)
+    return dest
 
 
 @dataclass

@@ -35,9 +35,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (EVENT, HELLO_PY, HOST, PYTHON, VENV_BIN, FrazilServer, OwnedProcess, Report, base_parser,
-                          check_duration, check_status_200, choose_sandbox, descendants, envelope_checker, free_m, free_port,
+                          cgroup_cpu_stat, check_duration, check_status_200, choose_sandbox, descendants, envelope_checker, free_m, free_port,
                           http_request_bytes, install_signal_handlers, machine_info, memory_cgroup_usage_kb,
-                          metric_sum, percentile, smaps_kb, summarize, tree_kb, wait_for_port)
+                          metric_sum, percentile, smaps_kb, summarize, throttle_summary, tree_kb,
+                          wait_for_port)
 from bench.invoke_latency import (LATENCY_HEADERS, THROUGHPUT_HEADERS, create_mean_ms, deploy_cold_set, deploy_hello,
                                   frazil_throughput, latency_rows, measure_cold, measure_throughput,
                                   measure_warm_and_bare, server_env, throughput_rows, warm_up_wrk)
@@ -286,7 +287,8 @@ def cold_and_memory(sandbox: str, n: int, report: Report) -> dict:
         per_instance = []
         for root, pids in instances.items():
             per_instance.append({"pid": root, "pids": len(pids), "pss_kb": tree_kb(pids),
-                                 "rss_kb": tree_kb(pids, "Rss"), "cgroup_kb": memory_cgroup_usage_kb(root)})
+                                 "rss_kb": tree_kb(pids, "Rss"), "cgroup_kb": memory_cgroup_usage_kb(root),
+                                 "cpu_stat": cgroup_cpu_stat(root)})
         after = {"free_m": free_m(), "server_pss_kb": smaps_kb(srv.pid), "server_rss_kb": smaps_kb(srv.pid, "Rss"),
                  "helpers_pss_kb": tree_kb(others), "idle_gauge": idle, "instances_found": len(instances)}
     return {"cold": cold, "deploy_s": deploy_s, "sandbox_create_mean_ms": create_ms, "before": before,
@@ -312,8 +314,19 @@ def main(argv=None) -> int:
     report.data.update(machine=machine_info(), sandbox=sandbox, sandbox_note=note, args=vars(args),
                        functions_framework=ff_version())
     print(f"# compare - sandbox: {sandbox} ({note}); functions-framework {ff_version()}", flush=True)
-    d = report.data
+    try:
+        run_phases(report, sandbox, args)
+    except BaseException as exc:
+        report.data["error"] = f"{type(exc).__name__}: {exc}"
+        report.save()  # what was measured so far
+        raise
+    print_report(report, sandbox, args)
+    report.save()
+    return 0
 
+
+def run_phases(report: Report, sandbox: str, args) -> None:
+    d = report.data
     report.quiet("process-start baselines")
     print("1. process-start baselines", flush=True)
     d["spawn"] = process_baselines(args.spawn_runs)
@@ -349,10 +362,6 @@ def main(argv=None) -> int:
     print(f"5. cold starts over HTTP and {args.instances} idle instances ({sandbox})", flush=True)
     d["cold_memory"] = cold_and_memory(sandbox, args.instances, report)
 
-    print_report(report, sandbox, args)
-    report.save()
-    return 0
-
 
 def print_report(report: Report, sandbox: str, args) -> None:
     d = report.data
@@ -380,7 +389,8 @@ def print_report(report: Report, sandbox: str, args) -> None:
     else:
         rows.append(["unshare -m -u -i -p -n -f + python -I -S -c pass", "posix_spawn + waitpid",
                      *_lat(d["unshare"]["spawn_wait_ms"])])
-    rows.append([f"frazil cold invoke over HTTP ({sandbox}, {len(cm['cold']['latency_ms'])} functions)",
+    rows.append([f"frazil cold invoke over HTTP ({sandbox}, {len(cm['cold']['latency_ms'])} functions, "
+                 f"{len(cm['cold']['failures'])} failed)",
                  "POST invoke, keep-alive", *_lat(cm["cold"]["latency_ms"])])
     report.table("Cold start: frazil over HTTP vs starting a process", ["what", "method", "n", "p50 ms", "p99 ms",
                                                                          "mean ms"], rows)
@@ -426,6 +436,11 @@ def print_report(report: Report, sandbox: str, args) -> None:
         ["idle instances in 24 GB by PSS", GB24_MB / pss_mean if n else None],
         ["idle instances in 24 GB all-in (Δ used)", GB24_MB / all_in if n and all_in > 0 else None],
     ]
+    thr = throttle_summary([i.get("cpu_stat") for i in cm["instances"]])
+    if thr["cgroups"]:
+        mem_rows.append(["instances their CPU quota throttled (start + 1 invoke; cpu.stat)",
+                         f"{thr['throttled']} / {thr['cgroups']}"])
+        mem_rows.append(["  mean throttled time of those, ms", thr["mean_throttled_ms"]])
     report.table(f"Memory of {n} idle warm instances ({sandbox})", ["what", "value"], mem_rows)
 
     spawn = d["spawn"]
