@@ -48,7 +48,7 @@ class _InstanceCalls:
     """One instance's SDK calls: its HTTP and db slots, and the HTTP calls in flight for
     `token`'s invocation."""
 
-    slots: asyncio.Semaphore
+    http_slots: asyncio.Semaphore
     db_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DB_CALLS_IN_FLIGHT))
     token: str | None = None
     in_flight: set[asyncio.Task] = field(default_factory=set)
@@ -173,13 +173,13 @@ class SdkHost:
         deadline = _deadline(instance)
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                await state.slots.acquire()
+                await state.http_slots.acquire()
         except TimeoutError:
             raise CallAborted("the invocation ended while the HTTP request waited for a free slot") from None
         try:
             return await self.proxy.request(request, time_left_s=deadline - time.monotonic())
         finally:
-            state.slots.release()
+            state.http_slots.release()
 
 
 def _deadline(instance) -> float:
