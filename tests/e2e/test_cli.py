@@ -5,6 +5,7 @@ import stat
 import subprocess
 
 import httpx
+import pytest
 
 from tests.conftest import FRAZIL
 
@@ -133,3 +134,16 @@ def test_openapi_document_lists_the_routes(server):
     for path in ("/v1/functions/{name}", "/v1/functions/{name}/invoke", "/v1/invocations/{invocation_id}",
                  "/v1/functions/{name}/logs", "/v1/functions/{name}/invocations", "/healthz", "/metrics"):
         assert path in doc["paths"], path
+
+
+def test_server_refuses_to_start_without_the_privileges_it_needs(tmp_path):
+    """Run as an unprivileged user, `frazil server` stops at once, saying what is missing."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user for the check")
+    data_dir = tmp_path / "data"
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FRAZIL, "server",
+                             "--port", "9", "--data-dir", str(data_dir)], capture_output=True, text=True,
+                            timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("FRAZIL_")})
+    assert result.returncode == 2, result.stderr
+    assert "cannot start" in result.stderr and "root is required" in result.stderr
+    assert not data_dir.exists()
