@@ -15,6 +15,9 @@ ENV_URL = "FRAZIL_URL"
 ENV_TOKEN = "FRAZIL_TOKEN"
 ENV_HTTP_ALLOW = "FRAZIL_HTTP_ALLOW"
 ENV_SANDBOX = "FRAZIL_SANDBOX"  # "isolated" (default) or "plain" (no isolation; development only)
+ENV_SANDBOX_ZYGOTE = "FRAZIL_SANDBOX_ZYGOTE"  # "0": Python instances exec a fresh interpreter each
+ENV_SANDBOX_PREBUILT = "FRAZIL_SANDBOX_PREBUILT"  # generic Python instances kept ready per tier
+ENV_SANDBOX_PREBUILT_NODE = "FRAZIL_SANDBOX_PREBUILT_NODE"  # pre-started Node instances per tier
 ENV_KEEP_ALIVE_S = "FRAZIL_KEEP_ALIVE_S"
 ENV_MAX_IDLE_INSTANCES = "FRAZIL_MAX_IDLE_INSTANCES"
 ENV_TIER_LIMIT_128 = "FRAZIL_TIER_LIMIT_128"
@@ -66,6 +69,12 @@ class Settings:
     admin_key: str | None = None
     database_url: str | None = None  # default: sqlite under data_dir
     sandbox: str = "isolated"
+    # Cold starts (isolated sandbox): Python instances fork from a zygote that has imported the
+    # runtime loop; generic instances are built ahead of time per (runtime, tier), and a cold
+    # start only gives one its code. Node instances are pre-started for a tier once it is used.
+    sandbox_zygote: bool = True
+    sandbox_prebuilt: int = 4
+    sandbox_prebuilt_node: int = 1
     tiers: dict[int, Tier] = field(default_factory=_default_tiers)
     keep_alive_s: float = 600.0
     max_idle_instances: int = 2000
@@ -115,6 +124,9 @@ class Settings:
             admin_key=env.get(ENV_ADMIN_KEY) or None,
             database_url=env.get(ENV_DATABASE_URL) or None,
             sandbox=env.get(ENV_SANDBOX, base.sandbox),
+            sandbox_zygote=env.get(ENV_SANDBOX_ZYGOTE, "1").strip().lower() not in ("0", "false", "no", "off"),
+            sandbox_prebuilt=int(env.get(ENV_SANDBOX_PREBUILT, base.sandbox_prebuilt)),
+            sandbox_prebuilt_node=int(env.get(ENV_SANDBOX_PREBUILT_NODE, base.sandbox_prebuilt_node)),
             tiers=tiers,
             keep_alive_s=float(env.get(ENV_KEEP_ALIVE_S, base.keep_alive_s)),
             max_idle_instances=int(env.get(ENV_MAX_IDLE_INSTANCES, base.max_idle_instances)),

@@ -43,6 +43,23 @@ class SandboxSpec:
 
 
 @dataclass(frozen=True)
+class InstanceShape:
+    """What a generic instance is built for: everything of a SandboxSpec but the instance id,
+    the code and the layers. A sandbox that builds instances ahead of time keeps them per
+    shape; a create() can only use one whose shape is the spec's."""
+
+    runtime: RuntimeKind
+    memory_mb: int = 128
+    cpu: float = 0.5
+    tmp_mb: int = 64
+    pids_max: int = 64
+
+    @classmethod
+    def of(cls, spec: SandboxSpec) -> "InstanceShape":
+        return cls(spec.runtime, spec.memory_mb, spec.cpu, spec.tmp_mb, spec.pids_max)
+
+
+@dataclass(frozen=True)
 class RuntimePaths:
     """Where the runtime sees the spec's directories (the init message carries these)."""
 
@@ -95,6 +112,12 @@ class Sandbox(abc.ABC):
     """A factory of sandboxed runtime processes for one running platform."""
 
     name: str = "abstract"
+    # Set by whoever drives created instances (the pool) once it reads a "hello" that is
+    # already waiting on the channel when create() returns - i.e. it expects the hello before
+    # it attaches to the channel. A sandbox that starts runtimes ahead of time (a zygote's
+    # fork, pre-built instances) uses those paths only then; until then every runtime starts
+    # after create() and says hello later, as an exec'd interpreter does.
+    early_hello_ok: bool = False
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -107,3 +130,9 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Destroy every process this sandbox created that is still alive."""
+
+    def keep_ready(self, shape: InstanceShape, count: int) -> None:
+        """Hint from the pool: keep `count` generic instances of `shape` built ahead of time,
+        so that a cold create() of that shape only gives one its code (0: keep none).
+        A sandbox without such instances ignores it; one that has them also learns shapes
+        from the creates it sees."""

@@ -147,6 +147,19 @@ class InstanceCgroup(abc.ABC):
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.dirs)
 
+    def rename(self, new_name: str) -> None:
+        """Rename the directories (processes, limits and open join descriptors stay as they
+        are). Raises OSError; the directories renamed before the error keep the new name."""
+        for i, d in enumerate(self.dirs):
+            target = os.path.join(os.path.dirname(d), new_name)
+            os.rename(d, target)
+            self.dirs[i] = target
+            self._renamed(d, target)
+        self.name = new_name
+
+    def _renamed(self, old: str, new: str) -> None:
+        """Hook for subclasses that index their directories."""
+
     @abc.abstractmethod
     def kill_all(self) -> None:
         """SIGKILL every process in the cgroup (best effort, never raises)."""
@@ -277,6 +290,9 @@ class V1Cgroup(InstanceCgroup):
     def __init__(self, name: str, dirs: dict[str, str]):
         super().__init__(name, sorted(set(dirs.values())))
         self.by_controller = dirs
+
+    def _renamed(self, old: str, new: str) -> None:
+        self.by_controller = {c: new if d == old else d for c, d in self.by_controller.items()}
 
     def kill_all(self) -> None:
         # Every process of an instance lives in its PID namespace, so killing its init

@@ -1,7 +1,8 @@
 """Entering the sandbox: the whole sequence from clone to exec, in one function.
 
 `launch()` runs in a single-threaded Python process that has the `Prepared` pieces (the
-launcher today; a zygote later). It clones a child and, in the child, goes through:
+launcher, for runtimes it execs; the Python zygote, for instances that run the loop it has
+already imported). It clones a child and, in the child, goes through:
 
    clone(CLONE_PARENT | NEWPID | NEWIPC | NEWUTS [| NEWNET])
      The child is PID 1 of a new PID namespace and a direct child of the *platform*
@@ -12,8 +13,10 @@ launcher today; a zygote later). It clones a child and, in the child, goes throu
                                          charged and limited
    2. new session                       the platform's terminal signals do not reach it
    3. clone the code and layer trees     open_tree() while the host paths are still visible,
-                                         made read-only, nosuid, nodev
-   4. mount namespace                   setns() into the prebuilt template (rootfs.py) and
+                                         made read-only, nosuid, nodev (skipped for a generic
+                                         instance: see below)
+   4. mount namespace                   setns() into the prebuilt template (rootfs.py), unless
+                                         the caller already lives there (the zygote), and
                                          unshare(NEWNS | NEWCGROUP): a private copy of a
                                          handful of mounts, and /proc/self/cgroup says "/"
    5. per-instance mounts               /code and /layers/N (move_mount of the clones),
@@ -36,6 +39,10 @@ launcher today; a zygote later). It clones a child and, in the child, goes throu
 Any failure writes "<step>: <error>" to the error pipe and exits 127; a successful exec
 closes the error pipe (close-on-exec), which is how the platform learns it worked.
 
+A generic instance (`Plan.code_dir` None) is built before anyone knows which function it
+will run: /code and /layers/N stay empty mount points, and the launcher attaches the code
+later, from outside, once the instance is fully unprivileged (`frazil.sandbox.specialize`).
+
 PID 1: the runtime itself is PID 1 of its namespace; there is no separate init. That is
 free (no extra process or fork) and gives the lifetime we want: when the runtime exits, the
 kernel SIGKILLs everything else in the namespace, so nothing outlives it; SIGKILL from the
@@ -44,7 +51,7 @@ the kernel, so a function cannot SIGTERM its own runtime by accident. The cost: 
 re-parented to PID 1 stay zombies until the instance ends (Python's subprocess reaps its
 own children; only double-forked daemons are affected), and they count against the
 instance's pids limit, so they can only hurt the instance that made them. A zygote child
-(issue 4) can afford a tiny reaping init: it is a fork of a small idle process.
+could afford a tiny reaping init: it is a fork of a small idle process.
 
 Standard library only (runs in the launcher).
 """
@@ -72,7 +79,8 @@ _HIGH_FD = 10  # descriptors are moved above this before being put in place
 class Prepared:
     """What one launcher prepares once and every instance reuses."""
 
-    template_fd: int  # the template mount namespace (rootfs.build_template)
+    template_fd: int | None  # the template mount namespace (rootfs.build_template); None: the
+    # caller already lives in it (the zygote), so a child only unshares
     seccomp: Filter
     landlock_fd: int | None  # None: the kernel cannot scope IPC, so each instance gets its own netns
     parent_pidfd: int | None  # the platform; readable once it has died
@@ -90,8 +98,8 @@ class Plan:
     env: dict
     uid: int
     gid: int
-    code_dir: str  # host paths (resolved, absolute)
-    layer_dirs: tuple[str, ...]
+    code_dir: str | None  # host paths (resolved, absolute); None: a generic instance, whose
+    layer_dirs: tuple[str, ...]  # code and layers the launcher attaches later (specialize.py)
     tmp_mb: int
     rlimits: tuple[tuple[int, int, int], ...]  # (resource.RLIMIT_*, soft, hard)
     hostname: str = rootfs.HOSTNAME
@@ -126,18 +134,20 @@ def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool 
         step = "new session"
         os.setsid()
 
-        step = "clone code tree"
-        trees = [_readonly_tree(plan.code_dir)]
-        step = "clone layer trees"
-        trees += [_readonly_tree(d) for d in plan.layer_dirs]
+        trees = []
+        if plan.code_dir is not None:
+            step = "clone code tree"
+            trees.append(readonly_tree(plan.code_dir))
+            step = "clone layer trees"
+            trees += [readonly_tree(d) for d in plan.layer_dirs]
 
         step = "mount namespace"
-        sc.setns(prepared.template_fd, sc.CLONE_NEWNS)
+        if prepared.template_fd is not None:
+            sc.setns(prepared.template_fd, sc.CLONE_NEWNS)
         sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWCGROUP)
 
         step = "mount code and layers"
-        targets = [rootfs.CODE_DIR] + [rootfs.layer_dir(i) for i in range(len(plan.layer_dirs))]
-        for tree, target in zip(trees, targets):
+        for tree, target in zip(trees, code_targets(len(plan.layer_dirs))):
             sc.move_mount_fd(tree, target)
             os.close(tree)
         step = "mount /tmp"
@@ -192,10 +202,20 @@ def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool 
     os._exit(EXIT_SETUP_FAILED)  # not reached: execve does not return
 
 
-def _readonly_tree(host_path: str) -> int:
+def readonly_tree(host_path: str) -> int:
+    """A detached, read-only, nosuid, nodev bind of `host_path` (seen from here) as an fd."""
     tree = sc.open_tree(host_path)
-    sc.mount_setattr_fd(tree, rootfs.RO)
+    try:
+        sc.mount_setattr_fd(tree, rootfs.RO)
+    except BaseException:
+        os.close(tree)
+        raise
     return tree
+
+
+def code_targets(layers: int) -> list[str]:
+    """Where the code and each layer appear inside, in the order trees are given."""
+    return [rootfs.CODE_DIR] + [rootfs.layer_dir(i) for i in range(layers)]
 
 
 def _readable(fd: int) -> bool:

@@ -1,18 +1,25 @@
 """The lightweight container: instances in namespaces, cgroups, seccomp and Landlock.
 
 Ownership, one level per class:
-- `IsolatedSandbox` (one per platform) owns the launcher process, the cgroup scope
-  <hierarchy>/frazil/<scope>/ and the uid block; it creates instances.
-- `IsolatedProcess` (one per instance) owns the instance's pid (a direct child of the
-  platform, watched through a pidfd), its cgroup, its uid and the platform's ends of its
-  channel and output pipe; `destroy()` releases all of them.
+- `IsolatedSandbox` (one per platform) owns the launcher and the Python zygote (both through
+  one LauncherClient), the cgroup scope <hierarchy>/frazil/<scope>/, the uid block and the
+  pool of generic instances (`frazil.sandbox.prebuilt`); it creates instances.
+- `IsolatedProcess` (one per instance, generic or not) owns the instance's pid (a direct child
+  of the platform, watched through a pidfd), its cgroup, its uid and the platform's ends of
+  its channel and output pipe; `destroy()` releases all of them.
 
-Creating one instance (all without exec'ing a helper or a shell):
-  platform: cgroup dirs + limits, open cgroup.procs; socketpair, output and error pipes
-  launcher: clone(CLONE_PARENT | namespaces) -> the child enters the sandbox and execs the
-            runtime (the sequence is in `frazil.sandbox.enter.launch`)
-  platform: the error pipe reaches EOF without a message -> the runtime is running.
-What the pool reads next on the channel is the runtime's "hello".
+Creating one instance, fastest path first (`create`):
+  prebuilt  a generic instance of the spec's shape (runtime + tier limits) is ready: the
+            launcher attaches the code and layers to it (`frazil.sandbox.specialize`); the
+            runtime inside already said hello and waits for "init". ~0.2 ms.
+  zygote    (Python, pool empty) the zygote forks a generic instance now, then as above.
+  exec      (Node, pool empty; or Python without a zygote) the launcher clones a child that
+            enters the sandbox with the code mounted and execs the runtime.
+Building one (generic or not): the platform makes the cgroup dirs + limits and opens their
+join files, the socketpair, output and error pipes; the launcher or the zygote clones the
+child with CLONE_PARENT (the sequence is in `frazil.sandbox.enter.launch`); the error pipe
+reaching EOF without a message means the child is sandboxed (and, exec'd, running its
+runtime). What the pool reads next on the channel is the runtime's "hello".
 """
 from __future__ import annotations
 
@@ -22,20 +29,23 @@ import logging
 import os
 import re
 import resource
+import secrets
 import signal
 import socket
 import time
 from pathlib import Path
 
-from frazil.runtimes import RUNTIMES, RUNTIMES_ROOT, RuntimeKind
+from frazil.runtimes import PYTHON, RUNTIMES, RUNTIMES_ROOT, RuntimeKind
 from frazil.sandbox import rootfs
-from frazil.sandbox.base import (ExitInfo, RuntimePaths, Sandbox, SandboxError, SandboxProcess, SandboxSpec,
-                                 SandboxUnavailable)
+from frazil.sandbox.base import (ExitInfo, InstanceShape, RuntimePaths, Sandbox, SandboxError, SandboxProcess,
+                                 SandboxSpec, SandboxUnavailable)
 from frazil.sandbox.cgroups import CgroupBackend, CgroupError, InstanceCgroup, Limits, scope_for
 from frazil.sandbox.launcher_client import LauncherClient, LauncherError
+from frazil.sandbox.prebuilt import GenericPool
 from frazil.sandbox.probe import ProbeResult, probe
 from frazil.sandbox.spawn import exit_info_from_status
 from frazil.sandbox.uids import UidPool
+from frazil.sandbox.zygote import Config as ZygoteConfig
 from frazil.settings import MB, Settings
 
 log = logging.getLogger(__name__)
@@ -46,10 +56,22 @@ CPU_TIME_LIMIT_S = 4 * 3600  # RLIMIT_CPU: generous, an instance lives across ma
 OPEN_FILES_LIMIT = 4096
 SETUP_TIMEOUT_S = 10.0
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+GENERIC_PREFIX = "generic-"  # cgroup names of generic instances (renamed to the instance id once taken)
+GENERIC_CAP = 32  # generic instances at most, over all shapes (memory: see prebuilt.py)
+REFILL_DELAY_S = 0.02  # a taken generic instance is replaced this much later (off the critical path)
+RENAME_DELAY_S = 0.05  # ...and its cgroup renamed to the instance id (~60 us: not on the critical path)
+
+
+class CreatePath:
+    """How an instance was made (`proc.stats["path"]`)."""
+
+    PREBUILT = "prebuilt"
+    ZYGOTE = "zygote"
+    EXEC = "exec"
 
 
 def cgroup_name(instance_id: str) -> str:
-    if _SAFE_NAME.match(instance_id) and instance_id not in (".", ".."):
+    if _SAFE_NAME.match(instance_id) and instance_id not in (".", "..") and not instance_id.startswith(GENERIC_PREFIX):
         return instance_id
     return hashlib.sha256(instance_id.encode()).hexdigest()[:32]
 
@@ -84,6 +106,31 @@ class IsolatedProcess(SandboxProcess):
         info = exit_info_from_status(status, oom_killed=self.cgroup.oom_kills() > 0)
         if not self._exited.done():
             self._exited.set_result(info)
+
+    @property
+    def pidfd(self) -> int | None:
+        """Our pidfd of the runtime; None once it has exited and been reaped."""
+        return self._pidfd
+
+    @property
+    def exited(self) -> bool:
+        return self._exited.done() or self._destroying is not None
+
+    def exit_info(self) -> ExitInfo:
+        return self._exited.result() if self._exited.done() else ExitInfo()
+
+    def on_exit(self, callback) -> None:
+        """Call `callback()` (in the event loop) once the runtime has exited."""
+        self._exited.add_done_callback(lambda _: callback())
+
+    def greeted(self) -> bool:
+        """Whether the runtime has sent something (its hello) that nobody has read yet."""
+        try:
+            return bool(self.channel.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return False
 
     async def wait(self) -> ExitInfo:
         return await asyncio.shield(self._exited)
@@ -131,8 +178,17 @@ class IsolatedSandbox(Sandbox):
         self.data_dir = Path(os.path.realpath(settings.data_dir))
         self.launcher: LauncherClient | None = None
         self.layout: rootfs.Layout | None = None
+        self.use_zygote = settings.sandbox_zygote
+        self.generics = GenericPool(self._build_generic, cap=GENERIC_CAP, delay_s=REFILL_DELAY_S,
+                                    idle_ttl_s=settings.keep_alive_s)
+        # Every instance alive, generic or not, by cgroup name; and the instance ids in use
+        # (None while a create() of that id is under way).
         self._live: dict[str, IsolatedProcess] = {}
+        self._ids: dict[str, IsolatedProcess | None] = {}
         self._launcher_lock = asyncio.Lock()
+        self._closing = False
+        self._zygote_warned: LauncherClient | None = None
+        self._tiers_pinned = False
 
     @classmethod
     def probe_and_create(cls, settings: Settings) -> "IsolatedSandbox":
@@ -163,16 +219,31 @@ class IsolatedSandbox(Sandbox):
         mountpoint = self.data_dir / "sandbox" / "rootfs"
         mountpoint.mkdir(parents=True, exist_ok=True)
         self._launcher_config = {"layout": self.layout.to_dict(), "mountpoint": str(mountpoint)}
+        if self.use_zygote:
+            argv = PYTHON.argv(str(PYTHON.interpreter()), rootfs.RUNTIME_DIR, 128)
+            self._launcher_config["zygote"] = ZygoteConfig(loop=argv[-1], argv=tuple(argv), env=RUNTIME_ENV).to_dict()
         await self._start_launcher()
+        self._pin_tiers()
+
+    def _pin_tiers(self) -> None:
+        """Keep generic Python instances ready for every tier, once they can be used."""
+        if self._tiers_pinned or not self.early_hello_ok or self.settings.sandbox_prebuilt <= 0:
+            return
+        self._tiers_pinned = True
+        for tier in self.settings.tiers.values():
+            self.keep_ready(InstanceShape(PYTHON, tier.memory_mb, tier.cpu, self.settings.tmp_mb,
+                                          self.settings.pids_max), self.settings.sandbox_prebuilt)
 
     async def _start_launcher(self) -> None:
-        launcher = LauncherClient(self._launcher_config)
+        # The launcher (and so the zygote and its children) gets the runtimes' environment.
+        launcher = LauncherClient(self._launcher_config, env=RUNTIME_ENV)
         try:
             info = await launcher.start()
         except LauncherError as exc:
             raise SandboxUnavailable(f"the isolated sandbox could not start: {exc}") from exc
-        log.info("isolated sandbox: launcher ready in %.1f ms (network namespace %s, seccomp %d instructions)",
-                 info["setup_ms"], info["netns"], info["filter_len"])
+        log.info("isolated sandbox: launcher ready in %.1f ms (network namespace %s, seccomp %d instructions%s)",
+                 info["setup_ms"], info["netns"], info["filter_len"],
+                 ", Python zygote" if launcher.zygote_pid else "")
         self.launcher = launcher
 
     def remove_stale(self) -> int:
@@ -187,11 +258,20 @@ class IsolatedSandbox(Sandbox):
         return len(names)
 
     async def close(self) -> None:
+        self._closing = True
+        await self.generics.close()
         await asyncio.gather(*(p.destroy() for p in list(self._live.values())), return_exceptions=True)
         if self.launcher is not None:
             await self.launcher.close()
             self.launcher = None
         self.cgroups.remove_scope()
+
+    def keep_ready(self, shape: InstanceShape, count: int) -> None:
+        if not self._closing and self.early_hello_ok:
+            self.generics.keep(shape, count)
+
+    def _prebuilt_target(self, runtime: RuntimeKind) -> int:
+        return self.settings.sandbox_prebuilt if runtime.language == "python" else self.settings.sandbox_prebuilt_node
 
     # --- instances ------------------------------------------------------------------------
 
@@ -207,12 +287,92 @@ class IsolatedSandbox(Sandbox):
 
     async def _create(self, spec: SandboxSpec) -> IsolatedProcess:
         started = time.perf_counter()
-        if self.layout is None:
+        if self.layout is None or self._closing:
             raise SandboxError("the sandbox is not started")
         argv, code_dir, layer_dirs = self._resolve(spec)
-        name = cgroup_name(spec.instance_id)
-        if name in self._live:
+        if spec.instance_id in self._ids or cgroup_name(spec.instance_id) in self._live:
             raise SandboxError(f"instance {spec.instance_id} already exists")
+        self._ids[spec.instance_id] = None
+        shape = InstanceShape.of(spec)
+        try:
+            proc, path = await self._make(spec, shape, argv, code_dir, layer_dirs)
+        except BaseException:
+            self._ids.pop(spec.instance_id, None)
+            raise
+        if self.early_hello_ok:
+            self.generics.used(shape, self._prebuilt_target(spec.runtime))
+        proc.instance_id = spec.instance_id
+        proc.paths = RuntimePaths(rootfs.CODE_DIR, tuple(rootfs.layer_dir(i) for i in range(len(layer_dirs))),
+                                  rootfs.TMP_DIR)
+        self._ids[spec.instance_id] = proc
+        proc.stats.update(create_ms=(time.perf_counter() - started) * 1000, path=path)
+        if proc.cgroup.name.startswith(GENERIC_PREFIX):
+            asyncio.get_running_loop().call_later(RENAME_DELAY_S, self._rename_cgroup, proc)
+        return proc
+
+    async def _make(self, spec: SandboxSpec, shape: InstanceShape, argv: list[str], code_dir: str,
+                    layer_dirs: list[str]) -> tuple[IsolatedProcess, str]:
+        name = cgroup_name(spec.instance_id)
+        if not self.early_hello_ok:  # the runtime must say hello after create() returns
+            return await self._build(shape, name, argv, code_dir=code_dir, layer_dirs=layer_dirs), CreatePath.EXEC
+        self._pin_tiers()
+        proc = self.generics.take(shape)
+        if proc is not None:
+            try:
+                await self._specialize(proc, code_dir, layer_dirs)
+                return proc, CreatePath.PREBUILT
+            except SandboxError as exc:  # e.g. it died just now: make one below
+                log.warning("a generic %s instance could not be used: %s", spec.runtime.name, exc)
+                await proc.destroy()
+        if await self._zygote_for(spec.runtime):
+            proc = await self._build(shape, name, argv, via_zygote=True)
+            try:
+                await self._specialize(proc, code_dir, layer_dirs)
+            except BaseException:
+                await proc.destroy()
+                raise
+            return proc, CreatePath.ZYGOTE
+        return await self._build(shape, name, argv, code_dir=code_dir, layer_dirs=layer_dirs), CreatePath.EXEC
+
+    async def _zygote_for(self, runtime: RuntimeKind) -> bool:
+        if not self.use_zygote or runtime.language != "python":
+            return False
+        launcher = await self._running_launcher()
+        if await launcher.zygote_ready():
+            return True
+        if self._zygote_warned is not launcher:  # once per launcher
+            self._zygote_warned = launcher
+            log.warning("isolated sandbox: no Python zygote (%s); Python instances exec a fresh interpreter",
+                        launcher.zygote_error)
+        return False
+
+    async def _specialize(self, proc: IsolatedProcess, code_dir: str, layer_dirs: list[str]) -> None:
+        """Attach the code and layers to a generic instance (the launcher does it from outside)."""
+        started = time.perf_counter()
+        pidfd = proc.pidfd
+        if pidfd is None or proc.exited:
+            raise SandboxError(f"the generic instance exited ({proc.exit_info().describe()})")
+        try:
+            launcher = await self._running_launcher()
+            await launcher.specialize({"pid": proc.pid, "code_dir": code_dir, "layer_dirs": layer_dirs}, pidfd)
+        except LauncherError as exc:
+            raise SandboxError(f"could not give the instance its code: {exc}") from exc
+        proc.stats["specialize_ms"] = (time.perf_counter() - started) * 1000
+
+    async def _build_generic(self, shape: InstanceShape) -> IsolatedProcess:
+        """A generic instance of `shape`, for the pool (its cgroup is renamed once taken)."""
+        if self._closing or self.layout is None:
+            raise SandboxError("the sandbox is closing")
+        interpreter = self._interpreter(shape.runtime)
+        argv = shape.runtime.argv(interpreter, rootfs.RUNTIME_DIR, shape.memory_mb)
+        name = GENERIC_PREFIX + secrets.token_hex(6)
+        return await self._build(shape, name, argv, via_zygote=await self._zygote_for(shape.runtime))
+
+    async def _build(self, shape: InstanceShape, name: str, argv: list[str], *, code_dir: str | None = None,
+                     layer_dirs: list[str] | tuple[str, ...] = (), via_zygote: bool = False) -> IsolatedProcess:
+        """Make one instance: with code (exec'd by the launcher, code mounted by the child) or
+        generic (code_dir None: by the zygote for Python, else exec'd by the launcher)."""
+        started = time.perf_counter()
         try:
             uid = self.uids.acquire()
         except RuntimeError as exc:
@@ -221,22 +381,25 @@ class IsolatedSandbox(Sandbox):
         wiring: _Wiring | None = None
         try:
             try:
-                cg = self.cgroups.create(name, Limits(spec.memory_mb * MB, spec.cpu, spec.pids_max))
+                cg = self.cgroups.create(name, Limits(shape.memory_mb * MB, shape.cpu, shape.pids_max))
             except FileExistsError:
-                raise SandboxError(f"a cgroup for instance {spec.instance_id} already exists") from None
+                raise SandboxError(f"a cgroup named {name} already exists") from None
             wiring = _Wiring(cg.open_procs())
             cgroup_done = time.perf_counter()
             request = {
                 "argv": argv, "env": RUNTIME_ENV, "uid": uid, "gid": uid, "code_dir": code_dir,
-                "layer_dirs": layer_dirs, "tmp_mb": spec.tmp_mb, "rlimits": self._rlimits(spec),
+                "layer_dirs": list(layer_dirs), "tmp_mb": shape.tmp_mb, "rlimits": self._rlimits(shape.tmp_mb),
             }
             launcher = await self._running_launcher()
-            pid = await launcher.spawn(request, wiring.child_fds())
+            if via_zygote:
+                pid = await launcher.zygote_spawn(request, wiring.child_fds())
+            else:
+                pid = await launcher.spawn(request, wiring.child_fds())
         except (OSError, LauncherError, SandboxError) as exc:
             if wiring is not None:
                 wiring.close_all()
             if cg is not None:
-                # A launcher that died mid-request may still have cloned the child: it is
+                # A helper that died mid-request may still have cloned the child: it is
                 # ours (CLONE_PARENT) and in this cgroup, so kill it and reap it here.
                 strays = cg.pids()
                 try:
@@ -247,36 +410,41 @@ class IsolatedSandbox(Sandbox):
             self.uids.release(uid)
             if isinstance(exc, SandboxError):
                 raise
-            raise SandboxError(f"could not start {spec.runtime.name} in the sandbox: {exc}") from exc
+            raise SandboxError(f"could not start {shape.runtime.name} in the sandbox: {exc}") from exc
         wiring.close_child_ends()
         spawned = time.perf_counter()
         proc = IsolatedProcess(
-            instance_id=spec.instance_id, pid=pid, channel=wiring.channel, output_fd=wiring.output_r,
-            paths=RuntimePaths(rootfs.CODE_DIR, tuple(rootfs.layer_dir(i) for i in range(len(layer_dirs))),
-                               rootfs.TMP_DIR),
+            instance_id=name, pid=pid, channel=wiring.channel, output_fd=wiring.output_r,
+            paths=RuntimePaths(rootfs.CODE_DIR, (), rootfs.TMP_DIR),
             cgroup=cg, uid=uid, on_destroyed=self._forget,
         )
         self._live[name] = proc
         error = await _setup_error(wiring.error_r)
         if error:
             info = await proc.destroy()
-            raise SandboxError(f"could not start {spec.runtime.name} in the sandbox: {error} ({info.describe()})")
+            raise SandboxError(f"could not start {shape.runtime.name} in the sandbox: {error} ({info.describe()})")
         now = time.perf_counter()
-        proc.stats.update(create_ms=(now - started) * 1000, cgroup_ms=(cgroup_done - started) * 1000,
-                          spawn_ms=(spawned - cgroup_done) * 1000, exec_ms=(now - spawned) * 1000,
-                          uid=uid, cgroup=name)
+        proc.stats.update(cgroup_ms=(cgroup_done - started) * 1000, spawn_ms=(spawned - cgroup_done) * 1000,
+                          exec_ms=(now - spawned) * 1000, uid=uid)
         return proc
+
+    def _rename_cgroup(self, proc: IsolatedProcess) -> None:
+        """Give a taken generic instance's cgroup its instance's name (for operators and tools)."""
+        old = proc.cgroup.name
+        new = cgroup_name(proc.instance_id)
+        if proc.exited or self._live.get(old) is not proc or new in self._live:
+            return
+        try:
+            proc.cgroup.rename(new)
+        except OSError as exc:
+            log.debug("instance %s: cgroup %s not renamed: %s", proc.instance_id, old, exc)
+        if proc.cgroup.name == new:
+            self._live[new] = self._live.pop(old)
 
     def _resolve(self, spec: SandboxSpec) -> tuple[list[str], str, list[str]]:
         """Check the spec against what the sandbox can show inside; host paths resolved."""
         runtime: RuntimeKind = spec.runtime
-        try:
-            interpreter = str(runtime.interpreter())
-        except RuntimeError as exc:
-            raise SandboxError(str(exc)) from None
-        if not self._visible(interpreter):
-            raise SandboxError(f"{interpreter} is not visible inside the sandbox (restart the platform "
-                               f"after installing {runtime.name})")
+        interpreter = self._interpreter(runtime)
         if len(spec.layer_dirs) > self.layout.max_layers:
             raise SandboxError(f"{len(spec.layer_dirs)} dependency layers; the sandbox mounts at most "
                                f"{self.layout.max_layers}")
@@ -284,13 +452,23 @@ class IsolatedSandbox(Sandbox):
         layer_dirs = [_readable_dir(d, "layer") for d in spec.layer_dirs]
         return runtime.argv(interpreter, rootfs.RUNTIME_DIR, spec.memory_mb), code_dir, layer_dirs
 
+    def _interpreter(self, runtime: RuntimeKind) -> str:
+        try:
+            interpreter = str(runtime.interpreter())
+        except RuntimeError as exc:
+            raise SandboxError(str(exc)) from None
+        if not self._visible(interpreter):
+            raise SandboxError(f"{interpreter} is not visible inside the sandbox (restart the platform "
+                               f"after installing {runtime.name})")
+        return interpreter
+
     def _visible(self, path: str) -> bool:
         return path.startswith("/usr/") or any(
             path.startswith(inside.rstrip("/") + "/") for host, inside in self.layout.ro_binds if host == inside)
 
     @staticmethod
-    def _rlimits(spec: SandboxSpec) -> list[tuple[int, int, int]]:
-        file_size = (spec.tmp_mb + 1) * MB  # a little over /tmp: a full /tmp answers ENOSPC, not SIGXFSZ
+    def _rlimits(tmp_mb: int) -> list[tuple[int, int, int]]:
+        file_size = (tmp_mb + 1) * MB  # a little over /tmp: a full /tmp answers ENOSPC, not SIGXFSZ
         return [
             (resource.RLIMIT_CPU, CPU_TIME_LIMIT_S, CPU_TIME_LIMIT_S + 5),
             (resource.RLIMIT_FSIZE, file_size, file_size),
@@ -299,11 +477,16 @@ class IsolatedSandbox(Sandbox):
         ]
 
     async def _running_launcher(self) -> LauncherClient:
-        """The launcher, restarted once if it died (instances it made live on: they are ours)."""
+        """The launcher, restarted once if it (or the zygote) died; instances it made live on."""
+        launcher = self.launcher
+        if launcher is not None and launcher.alive:
+            return launcher
         async with self._launcher_lock:
             if self.launcher is None or not self.launcher.alive:
+                if self._closing:
+                    raise SandboxError("the sandbox is closing")
                 if self.launcher is not None:
-                    log.warning("isolated sandbox: the launcher exited; starting a new one")
+                    log.warning("isolated sandbox: the launcher or the zygote exited; starting new ones")
                     await self.launcher.close()
                     self.launcher = None
                 try:
@@ -313,7 +496,11 @@ class IsolatedSandbox(Sandbox):
             return self.launcher
 
     def _forget(self, proc: IsolatedProcess) -> None:
-        self._live.pop(proc.stats.get("cgroup") or cgroup_name(proc.instance_id), None)
+        if self._live.get(proc.cgroup.name) is proc:
+            del self._live[proc.cgroup.name]
+        if self._ids.get(proc.instance_id) is proc:
+            del self._ids[proc.instance_id]
+        self.generics.discard(proc)
         self.uids.release(proc.uid)
 
 

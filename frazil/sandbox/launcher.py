@@ -5,19 +5,19 @@ Why a separate process: forking the platform itself costs ~2.3 ms of blocked eve
 fragile. The launcher is started once per platform with `python -I -S`, imports only the
 standard library and frazil.sandbox's own small modules, prepares everything that can be
 shared (the template mount namespace, one empty network namespace, the seccomp program,
-the Landlock ruleset) and then serves "spawn" requests. Its children are cloned with
-CLONE_PARENT, so they are the platform's children, not its own: the platform reaps them
-and learns their exit status directly; the launcher keeps no per-instance state.
+the Landlock ruleset) and then serves requests. Its children are cloned with CLONE_PARENT,
+so they are the platform's children, not its own: the platform reaps them and learns their
+exit status directly; the launcher keeps no per-instance state.
 
-Wire: one SOCK_SEQPACKET socketpair on fd 3; every message is one JSON object, with file
-descriptors attached through SCM_RIGHTS.
-  platform -> launcher  {"type": "spawn", "id": N, "argv": [...], "env": {...}, "uid": U,
-                         "gid": G, "code_dir": "/abs", "layer_dirs": [...], "tmp_mb": 64,
-                         "rlimits": [[resource, soft, hard], ...]}
-                        fds: channel, output, error, cgroup.procs...
-  launcher -> platform  {"type": "ready", "landlock_abi": N, "netns": "shared"|"per-instance",
-                         "setup_ms": F, "filter_len": N}  once, or {"type": "failed", "error": "..."}
-                        {"type": "spawned", "id": N, "pid": P} | {"type": "error", "id": N, "error": "..."}
+Right after preparing it clones the Python zygote (`frazil.sandbox.zygote`, when the config
+asks for one), also a child of the platform, and hands the platform the zygote's socket with
+its "ready" message: Python instances are then forked by the zygote, not exec'd here.
+
+Requests (the wire is in `frazil.sandbox.wire`):
+- "spawn": clone an instance that execs its runtime (`enter.launch`); with a null code_dir
+  it is generic, its code comes later;
+- "specialize": attach a function's code and layers to a generic instance, from outside
+  (`frazil.sandbox.specialize`, which says why that is safe).
 The launcher exits when the platform closes its end, and is SIGKILLed if the platform dies.
 
 Standard library only.
@@ -32,20 +32,16 @@ import socket
 import sys
 import time
 
-from frazil.sandbox import landlock, rootfs
+from frazil.sandbox import landlock, rootfs, wire, zygote
 from frazil.sandbox import syscalls as sc
-from frazil.sandbox.enter import ChildFds, Plan, Prepared, launch
+from frazil.sandbox.enter import Prepared, launch
 from frazil.sandbox.seccomp import Filter
+from frazil.sandbox.specialize import Home, specialize
 
-CONTROL_FD = 3
-# message types
-SPAWN = "spawn"
-READY = "ready"
-FAILED = "failed"
-SPAWNED = "spawned"
-ERROR = "error"
-MAX_MESSAGE = 256 * 1024
-MAX_FDS = 32
+# Kept here too: the platform's side has always imported them from this module.
+from frazil.sandbox.wire import (CONTROL_FD, ERROR, FAILED, MAX_FDS, MAX_MESSAGE, READY, SPAWN,  # noqa: F401
+                                 SPAWNED, recv, send)
+
 NETNS_SHARED = "shared"
 NETNS_PER_INSTANCE = "per-instance"
 
@@ -54,19 +50,26 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     ctl = socket.socket(fileno=CONTROL_FD)
     started = time.perf_counter()
+    zygote_sock = None
     try:
         prepared = prepare(config)
+        home = Home.here(prepared.template_fd)
+        ready = {
+            "type": READY,
+            "landlock_abi": landlock.abi_version(),
+            "netns": NETNS_SHARED if prepared.landlock_fd is not None else NETNS_PER_INSTANCE,
+            "filter_len": len(prepared.seccomp),
+        }
+        if config.get("zygote"):
+            ready["zygote_pid"], zygote_sock = zygote.start(prepared, zygote.Config.from_dict(config["zygote"]))
     except Exception as exc:  # reported to the platform, which turns it into SandboxUnavailable
         send(ctl, {"type": FAILED, "error": f"{type(exc).__name__}: {exc}"})
         return
-    send(ctl, {
-        "type": READY,
-        "landlock_abi": landlock.abi_version(),
-        "netns": NETNS_SHARED if prepared.landlock_fd is not None else NETNS_PER_INSTANCE,
-        "setup_ms": (time.perf_counter() - started) * 1000,
-        "filter_len": len(prepared.seccomp),
-    })
-    serve(ctl, prepared)
+    ready["setup_ms"] = (time.perf_counter() - started) * 1000
+    send(ctl, ready, [zygote_sock.fileno()] if zygote_sock is not None else ())
+    if zygote_sock is not None:
+        zygote_sock.close()  # the platform's now; ours would keep the zygote from seeing EOF
+    wire.serve(ctl, lambda msg, fds: handle(msg, fds, prepared, home))
 
 
 def prepare(config: dict) -> Prepared:
@@ -132,65 +135,21 @@ def build_template(layout: rootfs.Layout, mountpoint: str) -> int:
         os.waitpid(pid, 0)
 
 
-def serve(ctl: socket.socket, prepared: Prepared) -> None:
-    """Error policy: a bad request gets an error reply and the loop goes on; the platform
-    closing its end (EOF, reset, broken pipe) ends the launcher quietly."""
-    while True:
-        try:
-            data, fds = recv(ctl)
-        except ConnectionResetError:
-            return
-        if not data:
-            return  # the platform closed its end
-        try:
-            reply = handle(json.loads(data), fds, prepared)
-        except ValueError as exc:  # not JSON
-            reply = {"type": ERROR, "id": None, "error": f"bad request: {exc}"}
-        finally:
-            for fd in fds:
-                os.close(fd)
-        try:
-            send(ctl, reply)
-        except (BrokenPipeError, ConnectionResetError):
-            return
-
-
-def handle(msg: dict, fds: list[int], prepared: Prepared) -> dict:
+def handle(msg: dict, fds: list[int], prepared: Prepared, home: Home) -> dict:
     request_id = msg.get("id")
+    kind = msg.get("type")
     try:
-        if msg.get("type") != SPAWN:
-            raise ValueError(f"unknown request {msg.get('type')!r}")
-        if len(fds) < 3:
-            raise ValueError(f"a spawn request needs at least 3 descriptors, got {len(fds)}")
-        plan = Plan(
-            argv=tuple(msg["argv"]),
-            env=dict(msg["env"]),
-            uid=int(msg["uid"]),
-            gid=int(msg["gid"]),
-            code_dir=msg["code_dir"],
-            layer_dirs=tuple(msg["layer_dirs"]),
-            tmp_mb=int(msg["tmp_mb"]),
-            rlimits=tuple(tuple(r) for r in msg["rlimits"]),
-        )
-        child_fds = ChildFds(channel=fds[0], output=fds[1], error=fds[2], cgroup_join=tuple(fds[3:]))
-        pid = launch(plan, prepared, child_fds)
-    except Exception as exc:  # a bad request or a failed clone: the platform gets the reason
+        if kind == wire.SPAWN:
+            plan, child_fds = wire.spawn_plan(msg, fds)
+            return {"type": wire.SPAWNED, "id": request_id, "pid": launch(plan, prepared, child_fds)}
+        if kind == wire.SPECIALIZE:
+            if len(fds) != 1:
+                raise ValueError(f"a specialize request needs the instance's pidfd, got {len(fds)} descriptors")
+            specialize(home, fds[0], int(msg["pid"]), str(msg["code_dir"]), [str(d) for d in msg["layer_dirs"]])
+            return {"type": wire.SPECIALIZED, "id": request_id}
+        raise ValueError(f"unknown request {kind!r}")
+    except Exception as exc:  # a bad request, a failed clone or mount: the platform gets the reason
         return {"type": ERROR, "id": request_id, "error": f"{type(exc).__name__}: {exc}"}
-    return {"type": SPAWNED, "id": request_id, "pid": pid}
-
-
-def recv(sock: socket.socket) -> tuple[bytes, list[int]]:
-    data, ancdata, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC)
-    fds: list[int] = []
-    for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(payload) - len(payload) % 4
-            fds += [int.from_bytes(payload[i:i + 4], sys.byteorder, signed=True) for i in range(0, usable, 4)]
-    return data, fds
-
-
-def send(sock: socket.socket, message: dict) -> None:
-    sock.sendall(json.dumps(message).encode())
 
 
 if __name__ == "__main__":

@@ -48,17 +48,32 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def instance_cgroups(data_dir: Path) -> set[str]:
-    """Names of the instance cgroups of the platform on `data_dir`, in any hierarchy."""
+def instance_cgroups(data_dir: Path, generic: bool = False) -> set[str]:
+    """Names of the instance cgroups of the platform on `data_dir`, in any hierarchy; with
+    `generic`, also those of the generic instances it builds ahead of time (no function's yet)."""
     from frazil.sandbox.cgroups import ROOT_NAME, scope_for
+    from frazil.sandbox.isolated import GENERIC_PREFIX
 
     scope = scope_for(data_dir)
     found = set()
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         base = hierarchy / ROOT_NAME / scope
         if base.is_dir():
-            found |= {p.name for p in base.iterdir() if p.is_dir()}
+            found |= {p.name for p in base.iterdir() if p.is_dir() and (generic or not p.name.startswith(GENERIC_PREFIX))}
     return found
+
+
+def is_helper_or_generic(pid: int) -> bool:
+    """The sandbox's launcher or Python zygote, or a generic instance built ahead of time."""
+    from frazil.sandbox.isolated import GENERIC_PREFIX
+
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+    return (b"frazil.sandbox.launcher" in cmdline or b"frazil-python-zygote" in cmdline
+            or f"/{GENERIC_PREFIX}" in cgroups)
 
 
 def mounts_mentioning(text: str) -> list[str]:
@@ -80,7 +95,8 @@ def test_sigkill_of_the_server_then_restart_leaves_nothing(server_factory):
     srv.invoke("lingerer")  # a second instance, idle afterwards
     processes = descendants(srv.process.pid)
     assert len(processes) >= 4  # launcher, two runtimes, their sleeping daemons
-    assert len(instance_cgroups(srv.data_dir)) == 2
+    # (a taken generic instance's cgroup gets its instance's name a moment later)
+    wait_until(lambda: len(instance_cgroups(srv.data_dir)) == 2, 10, what="two instance cgroups")
 
     srv.stop(signal.SIGKILL)
     busy.join(30)
@@ -92,7 +108,7 @@ def test_sigkill_of_the_server_then_restart_leaves_nothing(server_factory):
     assert instance_cgroups(srv.data_dir) == set()
     assert srv.invoke("lingerer")["result"] == "ok"
     srv.stop()
-    assert instance_cgroups(srv.data_dir) == set()
+    assert instance_cgroups(srv.data_dir, generic=True) == set()
 
 
 def test_destroyed_instances_leave_no_cgroup_or_process(server_factory):
@@ -103,4 +119,4 @@ def test_destroyed_instances_leave_no_cgroup_or_process(server_factory):
     srv.invoke("lingerer")
     wait_until(lambda: instance_cgroups(srv.data_dir) == set(), 10, what="reaped instances' cgroups to go")
     children = descendants(srv.process.pid)
-    assert len(children) == 1, children  # only the launcher is left
+    assert children and all(is_helper_or_generic(p) for p in children), children  # no instance is left

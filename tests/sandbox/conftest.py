@@ -1,6 +1,12 @@
 """Fixtures for the isolated sandbox: a started sandbox per test, and instances running the
 real Python loop, driven over the protocol by a small client.
 
+How instances are made is the `creation` fixture, one of CREATION_PATHS: "exec" (a fresh
+interpreter exec'd in each sandbox), "zygote" (forked from the Python zygote, then given its
+code), "prebuilt" (generic instances built ahead of time, given their code on create). A
+test module runs on several with `pytestmark = pytest.mark.parametrize("creation", [...])`;
+the default is "exec".
+
 Every test here runs hostile code, so nothing runs unless the probe says the machine can
 sandbox (the test is skipped with the probe's message otherwise). Fixtures destroy what they
 made; waits poll with deadlines, never sleep.
@@ -109,9 +115,30 @@ class RuntimeClient:
         return b"".join(chunks).decode(errors="replace")
 
 
+CREATION_PATHS = {
+    "exec": dict(sandbox_zygote=False, sandbox_prebuilt=0, sandbox_prebuilt_node=0),
+    "zygote": dict(sandbox_zygote=True, sandbox_prebuilt=0, sandbox_prebuilt_node=0),
+    "prebuilt": dict(sandbox_zygote=True, sandbox_prebuilt=2, sandbox_prebuilt_node=1),
+}
+ALL_PATHS = pytest.mark.parametrize("creation", list(CREATION_PATHS))
+EXEC_AND_PREBUILT = pytest.mark.parametrize("creation", ["exec", "prebuilt"])
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", sandbox="isolated")
+def creation() -> str:
+    return "exec"
+
+
+@pytest.fixture
+def settings(tmp_path, creation) -> Settings:
+    return Settings(data_dir=tmp_path / "data", sandbox="isolated", **CREATION_PATHS[creation])
+
+
+def instance_cgroups(sandbox) -> list[str]:
+    """Cgroups of instances made for a spec (not the generic ones built ahead of time)."""
+    from frazil.sandbox.isolated import GENERIC_PREFIX
+
+    return [n for n in sandbox.cgroups.instance_names() if not n.startswith(GENERIC_PREFIX)]
 
 
 def probed_sandbox(settings: Settings):
@@ -119,9 +146,11 @@ def probed_sandbox(settings: Settings):
     from frazil.sandbox.isolated import IsolatedSandbox
 
     try:
-        return IsolatedSandbox.probe_and_create(settings)
+        box = IsolatedSandbox.probe_and_create(settings)
     except SandboxUnavailable as exc:
         pytest.skip(str(exc))
+    box.early_hello_ok = True  # RuntimeClient reads a hello that came before it asked
+    return box
 
 
 @pytest.fixture
@@ -167,6 +196,9 @@ async def instance(sandbox, spec_factory):
         client = RuntimeClient(proc)
         await client.start()
         return client
+
+    if sandbox.settings.sandbox_prebuilt:
+        await sandbox.generics.settled()  # so that creates take the pre-built path
 
     try:
         yield make

@@ -8,6 +8,10 @@ import socket
 
 from frazil.sandbox import rootfs
 
+from tests.sandbox.conftest import ALL_PATHS
+
+pytestmark = ALL_PATHS
+
 OPEN_PROBE = '''
 import os
 def probe(path, mode="rb"):

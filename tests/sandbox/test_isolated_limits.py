@@ -5,6 +5,10 @@ from __future__ import annotations
 import errno
 import time
 
+from tests.sandbox.conftest import EXEC_AND_PREBUILT
+
+pytestmark = EXEC_AND_PREBUILT
+
 FORK_STORM = '''
 import os
 forked, err, children = 0, None, []

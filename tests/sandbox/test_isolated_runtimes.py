@@ -7,6 +7,10 @@ import pytest
 
 from frazil.runtimes import NODE, PYTHON
 
+from tests.sandbox.conftest import EXEC_AND_PREBUILT
+
+pytestmark = EXEC_AND_PREBUILT
+
 
 async def test_python_runtime_serves_inside(instance, code_factory):
     client = await instance(runtime=PYTHON, code_dir=code_factory({

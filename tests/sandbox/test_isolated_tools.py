@@ -5,6 +5,10 @@ import shutil
 
 import pytest
 
+from tests.sandbox.conftest import EXEC_AND_PREBUILT
+
+pytestmark = EXEC_AND_PREBUILT
+
 
 @pytest.mark.skipif(not shutil.which("convert", path="/usr/bin"), reason="ImageMagick is not installed on this host")
 async def test_imagemagick_convert_runs_inside(instance):
