@@ -1,8 +1,9 @@
 """Where the server's time goes: py-spy on `frazil server` under wrk load, summarised.
 
-For each route (bare `GET /healthz`, warm `POST /v1/functions/hello/invoke`) it runs wrk at
-16 connections while `py-spy record --gil` samples the server (only samples that hold the
-GIL: the server's single event-loop thread is the bottleneck), and reports
+For the bare route (`GET /healthz`, 16 connections) and the warm invoke route
+(`POST /v1/functions/hello/invoke`, at 16 connections and at 1) it runs wrk while
+`py-spy record --gil` samples the server (only samples that hold the GIL: the server's single
+event-loop thread is the bottleneck), and reports
 - CPU per request: server process (all threads) and instance processes, from /proc;
 - each sample's time by component (attributed to the innermost frame that belongs to a
   known component: uvicorn, FastAPI/Starlette, the threadpool hand-off, frazil's invoke
@@ -36,11 +37,26 @@ from bench.invoke_latency import deploy_hello, server_env, warm_up_wrk
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
-# (component, pattern on the frame's file). A sample goes to the innermost frame that matches.
+# Work done on behalf of one owner, whatever library frame is innermost: (component, pattern
+# on "func (path)"), checked against every frame of a sample, outermost first.
+OWNERS = [
+    ("frazil: async dispatcher passes (SQL queries: due, next_due_time)", r"frazil/scheduler/dispatcher\.py[:)]"),
+    ("frazil: record writer (batched invocation records, SQL)", r"frazil/store/record_writer\.py[:)]"),
+    # SQLAlchemy's async engine runs each statement in a greenlet, whose stack starts at the
+    # statement: the caller is cut off. On the invoke path the record writer sends driver-level
+    # SQL; Core statements are the dispatcher's selects (and a catalog refresh every 2 s).
+    ("frazil: record writer (batched invocation records, SQL)", r"^Connection\.exec_driver_sql \("),
+    ("SQLAlchemy Core statements (greenlet: caller cut off; dispatcher selects, catalog)",
+     r"^(Connection\.execute|Connection\.scalar|Connection\.cursor|Cursor\._execute) \("),
+    ("aiosqlite worker thread (SQLite itself, any query)", r"^_connection_worker_thread \("),
+]
+# (component, pattern on the frame's file). Otherwise a sample goes to the innermost frame
+# that matches.
 COMPONENTS = [
     ("frazil: instance channel I/O + protocol", r"frazil/(pool/instance|pool/output|runtimes/protocol)\.py"),
     ("frazil: pool + scheduler (acquire/release, admission)", r"frazil/(pool/pool|scheduler/)"),
-    ("frazil: record writer + SQLite (batched records)", r"frazil/store/|sqlalchemy/|aiosqlite/|sqlite3/"),
+    ("SQL on the event loop, caller cut off (aiosqlite hand-off, SQLAlchemy)",
+     r"frazil/store/|sqlalchemy/|aiosqlite/|sqlite3/"),
     ("frazil: metrics (prometheus_client)", r"frazil/metrics\.py|prometheus_client/"),
     ("frazil: API handlers + deps (invoke, healthz, auth)", r"frazil/api/"),
     ("frazil: other", r"frazil/"),
@@ -52,6 +68,9 @@ COMPONENTS = [
     ("asyncio (tasks, futures, timers)", r"/asyncio/"),
 ]
 OTHER = "other"
+# Frames every sample of a thread has (entry points): left out of the inclusive tables.
+ROOT_FRAMES = (r"\((typer|click|uvicorn/(main|server|_compat)\.py|asyncio/runners\.py|frazil/cli/|threading\.py"
+               r"|<string>|<frozen)|^<module>|^Thread\.|^ \(")
 
 
 def frame_parts(frame: str) -> tuple[str, str, int]:
@@ -63,6 +82,10 @@ def frame_parts(frame: str) -> tuple[str, str, int]:
 
 
 def component_of(frames: list[str]) -> str:
+    for frame in frames:
+        for name, pattern in OWNERS:
+            if re.search(pattern, frame):
+                return name
     for frame in reversed(frames):
         _, path, _ = frame_parts(frame)
         for name, pattern in COMPONENTS:
@@ -107,7 +130,9 @@ def analyse(raw: str) -> dict:
 
 
 def _short(path: str) -> str:
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    if "/frazil/" in path and "site-packages/" not in path:  # this tree, or an exported ref
+        return "frazil/" + path.rsplit("/frazil/", 1)[1]
+    for marker in ("site-packages/", "lib/python3.11/"):
         if marker in path:
             return path.split(marker, 1)[1]
     return path
@@ -116,7 +141,7 @@ def _short(path: str) -> str:
 def profile_route(srv: FrazilServer, route: str, path: str, method: str, duration_s: float, rate: int,
                   connections: int, out_dir: Path) -> dict:
     headers = {**srv.auth, "Content-Type": "application/json"} if method == "POST" else None
-    raw_path = out_dir / f"py-spy-{route}.txt"
+    raw_path = out_dir / f"py-spy-{route}-c{connections}.txt"
     cmd = [str(PY_SPY), "record", "--pid", str(srv.pid), "--duration", f"{duration_s:g}", "--rate", str(rate),
            "--format", "raw", "--gil", "--nonblocking", "--full-filenames", "--output", str(raw_path)]
     instances, _ = srv.instance_processes()
@@ -132,7 +157,7 @@ def profile_route(srv: FrazilServer, route: str, path: str, method: str, duratio
         spy.stop()
     server_cpu, inst_cpu = cpu_seconds([srv.pid]) - server_cpu0, cpu_seconds(inst_pids) - inst_cpu0
     requests = max(1, res["requests"])
-    out = {"route": route, "path": path, "wrk": {k: res[k] for k in ("rps", "p50", "p99", "requests", "non_2xx")},
+    out = {"route": f"{route} c{connections}", "path": path, "connections": connections, "wrk": {k: res[k] for k in ("rps", "p50", "p99", "requests", "non_2xx")},
            "server_cpu_us_per_request": 1e6 * server_cpu / requests,
            "instances_cpu_us_per_request": 1e6 * inst_cpu / requests,
            "server_cpu_share_of_one_core": server_cpu / duration_s, "raw_file": str(raw_path)}
@@ -189,15 +214,16 @@ def main(argv=None) -> int:
         path = f"/v1/functions/{name}/invoke"
         warm_up_wrk(srv.url, path, {**srv.auth, "Content-Type": "application/json"}, args.connections)
         routes = []
-        for route, p, method in (("healthz", "/healthz", "GET"), ("invoke", path, "POST")):
-            report.quiet(f"profile {route}")
-            routes.append(profile_route(srv, route, p, method, args.duration, args.rate, args.connections, out_dir))
+        for route, p, method, c in (("healthz", "/healthz", "GET", args.connections),
+                                    ("invoke", path, "POST", args.connections), ("invoke", path, "POST", 1)):
+            report.quiet(f"profile {route} c{c}")
+            routes.append(profile_route(srv, route, p, method, args.duration, args.rate, c, out_dir))
     report.data["routes"] = routes
 
-    rows = [[r["path"], r["wrk"]["rps"], r["wrk"]["p50"], r["wrk"]["p99"], r["server_cpu_us_per_request"],
+    rows = [[r["route"], r["wrk"]["rps"], r["wrk"]["p50"], r["wrk"]["p99"], r["server_cpu_us_per_request"],
              r["instances_cpu_us_per_request"], r["server_cpu_share_of_one_core"]] for r in routes]
-    report.table(f"Under wrk -c{args.connections}, py-spy attached (sandbox: {sandbox})",
-                 ["route", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "instances CPU µs/req",
+    report.table(f"Under wrk, py-spy attached (sandbox: {sandbox})",
+                 ["route, wrk connections", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "instances CPU µs/req",
                   "server CPU (cores)"], rows)
     comps = {}
     for r in routes:
@@ -206,23 +232,16 @@ def main(argv=None) -> int:
     names = [r["route"] for r in routes]
     cpu = {r["route"]: r["server_cpu_us_per_request"] for r in routes}
     rows = sorted(([k, *(v.get(n, 0) * 100 for n in names), *(v.get(n, 0) * cpu[n] for n in names)]
-                   for k, v in comps.items()), key=lambda row: -row[-1])
+                   for k, v in comps.items()), key=lambda row: -row[len(names) + 2])
     report.table("Server time by component (GIL-holding samples; % and ≈ µs of server CPU per request)",
                  ["component", *(f"{n} %" for n in names), *(f"{n} µs/req" for n in names)], rows)
-    inv = next(r for r in routes if r["route"] == "invoke")
-    keys = ["invoke (frazil/api/invocations.py)", "Invoker.invoke_sync (frazil/scheduler/invoker.py)",
-            "Instance.invoke (frazil/pool/instance.py)", "Invoker.active_version (frazil/scheduler/invoker.py)",
-            "read_limited (frazil/api/bodies.py)", "solve_dependencies (fastapi/dependencies/utils.py)",
-            "run_in_threadpool (starlette/concurrency.py)", "RecordWriter.flush (frazil/store/record_writer.py)",
-            "JSONResponse.render (frazil/api/responses.py)", "Response.__call__ (starlette/responses.py)",
-            "serialize_response (fastapi/routing.py)", "Metrics.finished (frazil/metrics.py)",
-            "_Channel.data_received (frazil/pool/instance.py)", "_Output.data_received (frazil/pool/instance.py)",
-            "Instance._settle_output (frazil/pool/instance.py)", "HttpToolsProtocol.data_received (uvicorn/protocols/http/httptools_impl.py)"]
-    incl = {x["frame"]: x["share"] for x in inv.get("inclusive", [])}
-    report.table("Invoke route: inclusive share of selected frames", ["frame", "% of samples"],
-                 [[k, incl[k] * 100] for k in keys if k in incl])
-    report.table("Invoke route: hottest lines (self time, C calls land on their Python line)",
-                 ["% samples", "where", "code"], [[h["share"] * 100, h["where"], h["code"]] for h in inv["hot_lines"]])
+    for inv in routes[1:]:
+        report.table(f"{inv['route']}: inclusive share of the top frames", ["frame", "% of samples"],
+                     [[x["frame"], x["share"] * 100] for x in inv.get("inclusive", [])
+                      if not re.search(ROOT_FRAMES, x["frame"])][:25])
+        report.table(f"{inv['route']}: hottest lines (self time, C calls land on their Python line)",
+                     ["% samples", "where", "code"],
+                     [[h["share"] * 100, h["where"], h["code"]] for h in inv["hot_lines"][:15]])
     if args.cold:
         imp = import_profile()
         report.data["imports"] = imp
