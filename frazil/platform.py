@@ -6,11 +6,13 @@ import os
 import secrets
 from pathlib import Path
 
+from frazil.data.service import DataService
 from frazil.deploy.deployer import Deployer
 from frazil.metrics import Metrics
 from frazil.pool.pool import InstancePool
 from frazil.sandbox.select import make_sandbox
 from frazil.scheduler.admission import Admission
+from frazil.sdk.host import SdkHost
 from frazil.scheduler.dispatcher import Dispatcher
 from frazil.scheduler.invoker import Invoker
 from frazil.settings import ADMIN_KEY_FILE, Settings
@@ -60,9 +62,10 @@ class Platform:
         self.catalog = FunctionCatalog(self.functions)
         self.deployer = Deployer(s, self.functions, self.blobs, self.catalog, on_activated=self._activated)
         await self.sandbox.start()
-        self.data = self._data_service()
+        self.data = DataService(self.engine, s)
+        self.sdk = SdkHost(self)
         self.pool = InstancePool(s, self.sandbox, code_dir=self.deployer.code_dir,
-                                 layer_dirs=self.deployer.layer_dirs, sdk_handler=self._sdk_handler(),
+                                 layer_dirs=self.deployer.layer_dirs, sdk_handler=self.sdk.handle,
                                  on_event=self._instance_event)
         self.admission = Admission(s)
         self.invoker = Invoker(s, self.catalog, self.pool, self.admission, self.records, self.metrics)
@@ -82,6 +85,7 @@ class Platform:
     async def stop(self) -> None:
         await self.dispatcher.stop()
         await self.pool.close()
+        await self.sdk.close()
         await self.sandbox.close()
         await self.records.close()
         await self.engine.dispose()
@@ -102,17 +106,3 @@ class Platform:
             self.metrics.sandbox_create.observe(instance.stats["create_ms"] / 1000)
         elif kind == "destroyed":
             self.metrics.sandbox_destroy.observe(instance.stats["destroy_ms"] / 1000)
-
-    def _data_service(self):
-        try:
-            from frazil.data.service import DataService
-        except ImportError:
-            return None
-        return DataService(self.engine, self.settings)
-
-    def _sdk_handler(self):
-        try:
-            from frazil.sdk.host import SdkHost
-        except ImportError:
-            return None
-        return SdkHost(self).handle

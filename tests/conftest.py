@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ class RunningServer:
     env: dict
     process: subprocess.Popen | None = None
     admin_key: str = ""
-    _clients: list = field(default_factory=list)
+    _clients: dict = field(default_factory=dict)  # (token, timeout) -> client: one connection each
 
     @property
     def url(self) -> str:
@@ -148,13 +149,15 @@ class RunningServer:
     # --- HTTP -------------------------------------------------------------------------------
 
     def client(self, token: str | None = "admin", timeout: float = 60.0) -> httpx.Client:
-        headers = {}
+        """A keep-alive client for `token` ("admin": the admin key; None: anonymous), shared
+        by every call with the same token on this thread."""
         if token == "admin":
             token = self.admin_key
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-        self._clients.append(client)
+        key = (token, timeout, threading.get_ident())
+        client = self._clients.get(key)
+        if client is None:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            client = self._clients[key] = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         return client
 
     def deploy(self, name: str, files: dict | bytes, expect: int | None = 200, **config) -> httpx.Response:
@@ -197,8 +200,9 @@ class RunningServer:
         return httpx.get(f"{self.url}/metrics", timeout=10).text
 
     def close(self) -> None:
-        for client in self._clients:
+        for client in self._clients.values():
             client.close()
+        self._clients.clear()
         self.stop()
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+from frazil.build.layers import ensure_layer
 from frazil.build.detect import DEFAULT_HANDLER, check_handler, detect_runtime, parse_handler
 from frazil.build.unpack import UnpackLimits, unpack_bundle
 from frazil.deploy.config import DeployConfig, check_name
@@ -105,10 +106,6 @@ class Deployer:
         return version
 
     async def _build_layer(self, runtime: str, code_dir: Path, build_log: BuildLog) -> str | None:
-        try:
-            from frazil.build.layers import ensure_layer
-        except ImportError:  # dependency layers not available in this build of frazil
-            return None
         started = time.monotonic()
         layer = await ensure_layer(self.settings, runtime, code_dir, build_log)
         if layer is not None:

@@ -21,6 +21,15 @@ from frazil.sandbox.spawn import spawn_runtime
 TIMEOUT_S = 15.0
 
 
+
+def readable(fds: list[int], timeout_s: float) -> set[int]:
+    """The descriptors among `fds` that are readable (or closed) within `timeout_s`. poll,
+    not select: a long test session may hold descriptors numbered above 1023."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return {fd for fd, _ in poller.poll(max(0, timeout_s) * 1000)}
+
 class LoopDriver:
     """One runtime process and the platform's side of its channel and output pipe."""
 
@@ -51,8 +60,8 @@ class LoopDriver:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no frame from the runtime")
-            watch = [self.channel] + ([self.output_fd] if output_open else [])
-            ready, _, _ = select.select(watch, [], [], left)
+            watch = [self.channel.fileno()] + ([self.output_fd] if output_open else [])
+            ready = readable(watch, left)
             if self.output_fd in ready:
                 try:
                     chunk = os.read(self.output_fd, 1 << 20)
@@ -60,7 +69,7 @@ class LoopDriver:
                     output_open = bool(chunk)
                 except BlockingIOError:
                     pass
-            if self.channel in ready:
+            if self.channel.fileno() in ready:
                 data = self.channel.recv(1 << 20)
                 if not data:
                     return None
@@ -76,8 +85,7 @@ class LoopDriver:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no marker in output: {bytes(self._output[-2000:])!r}")
-            ready, _, _ = select.select([self.output_fd], [], [], left)
-            if ready:
+            if readable([self.output_fd], left):
                 try:
                     chunk = os.read(self.output_fd, 1 << 20)
                 except BlockingIOError:
