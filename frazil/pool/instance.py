@@ -133,11 +133,14 @@ class Instance:
 
     async def start(self, *, init_timeout_s: float) -> None:
         """Connect, wait for hello, send init, wait for ready. Raises InitFailed / ChannelLost."""
+        # Armed before attaching: a runtime forked from a zygote or built ahead of time has
+        # already said hello, and that frame is read as soon as the channel is attached.
+        hello_waiter = self._waiting = self._loop.create_future()
         self._transport, _ = await self._loop.create_unix_connection(lambda: _Channel(self), sock=self.proc.channel)
         # The pipe transport closes what it reads from: give it its own descriptor.
         pipe = os.fdopen(os.dup(self.proc.output_fd), "rb", buffering=0)
         self._out_transport, _ = await self._loop.connect_read_pipe(lambda: _Output(self._output), pipe)
-        hello = await self._expect(init_timeout_s, "start")
+        hello = await self._expect(init_timeout_s, "start", hello_waiter)
         if hello.get("type") != protocol.HELLO or hello.get("protocol") != protocol.PROTOCOL_VERSION:
             raise InitFailed(error_dict("RuntimeExited", f"the runtime spoke an unknown protocol: {hello}"), "")
         marker = self._new_marker()
@@ -167,8 +170,8 @@ class Instance:
                              self._init_logs)
         self.state = InstanceState.IDLE
 
-    async def _expect(self, timeout_s: float, what: str) -> dict:
-        waiting = self._waiting = self._loop.create_future()
+    async def _expect(self, timeout_s: float, what: str, waiting: asyncio.Future | None = None) -> dict:
+        waiting = self._waiting = waiting or self._loop.create_future()
         try:
             return await asyncio.wait_for(waiting, timeout_s)
         except asyncio.TimeoutError:

@@ -48,6 +48,9 @@ class InstancePool:
                  on_event: Callable[[str, Instance], None] | None = None):
         self.settings = settings
         self.sandbox = sandbox
+        # Instance.start listens for "hello" before it attaches to the channel, so the sandbox
+        # may hand over runtimes that said hello already (zygote forks, pre-built instances).
+        sandbox.early_hello_ok = True
         self._code_dir = code_dir
         self._layer_dirs = layer_dirs
         self._sdk_handler = sdk_handler
