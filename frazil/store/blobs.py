@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -19,8 +20,10 @@ class BlobStore:
         target = self.path(digest)
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
-            staging = target.with_name(f".{digest}.{os.getpid()}.tmp")
-            with open(staging, "wb") as f:
+            # A staging file of its own: concurrent puts of one blob (same process, other
+            # threads) must not write into each other's file.
+            fd, staging = tempfile.mkstemp(prefix=f".{digest}.", suffix=".tmp", dir=target.parent)
+            with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
