@@ -74,6 +74,20 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: s
         time.sleep(interval)
 
 
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def host_mounts_mentioning(text: str) -> list[str]:
+    """This process's mount table lines that mention `text` (a leaked mount shows here)."""
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if text in line]
+
+
 def zip_files(files: dict[str, str | bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

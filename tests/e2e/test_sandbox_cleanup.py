@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SANDBOX_PROBLEM, wait_until
+from tests.conftest import SANDBOX_PROBLEM, alive, host_mounts_mentioning, wait_until
 
 pytestmark = pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=SANDBOX_PROBLEM or "")
 
@@ -40,14 +40,6 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def instance_cgroups(data_dir: Path, generic: bool = False) -> set[str]:
     """Names of the instance cgroups of the platform on `data_dir`, in any hierarchy; with
     `generic`, also those of the generic instances it builds ahead of time (no function's yet)."""
@@ -76,10 +68,6 @@ def is_helper_or_generic(pid: int) -> bool:
             or f"/{GENERIC_PREFIX}" in cgroups)
 
 
-def mounts_mentioning(text: str) -> list[str]:
-    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if text in line]
-
-
 def test_sigkill_of_the_server_then_restart_leaves_nothing(server_factory):
     srv = server_factory(FRAZIL_SANDBOX="isolated")
     srv.deploy("lingerer", LINGERER)
@@ -102,7 +90,7 @@ def test_sigkill_of_the_server_then_restart_leaves_nothing(server_factory):
     busy.join(30)
     wait_until(lambda: not any(alive(p) for p in processes), 10,
                what="every instance process to die with the server")
-    assert mounts_mentioning(str(srv.data_dir)) == []
+    assert host_mounts_mentioning(str(srv.data_dir)) == []
 
     srv.start()  # the new platform removes what the dead one left
     assert instance_cgroups(srv.data_dir) == set()
