@@ -283,9 +283,14 @@ class Instance:
         except orjson.JSONDecodeError:
             self._fail("the runtime sent a frame that is not JSON")
             return
-        if message.get("type") == protocol.SDK_CALL:
+        kind = message.get("type")
+        if kind == protocol.SDK_CALL:
             asyncio.ensure_future(self._serve_sdk_call(message))
             return
+        if kind == protocol.RESULT:
+            # The invocation ends with this frame: an sdk_call behind it in the same read
+            # must already find its credential gone.
+            self.sdk_token = None
         waiting = self._waiting
         if waiting is not None and not waiting.done():
             waiting.set_result(message)

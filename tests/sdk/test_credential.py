@@ -57,12 +57,15 @@ exports.main = async (event) => {
   const t = event.t;
   if (event.phase === 'keep') {
     kept.token = _bridge.currentInvocation().sdk_token;
+    const id = (await db.table(t).insert({ phase: 'keep' })).id;
     // Runs after the handler returned: the SDK refuses it, and so does the platform a raw frame.
-    setTimeout(async () => {
+    // Queued after the handler's last await, setImmediate runs in the turn that sends the result,
+    // before the next invoke frame can be read: never inside the next invocation.
+    setImmediate(async () => {
       try { await db.table(t).insert({ late: 'api' }); kept.api = 'accepted'; } catch (e) { kept.api = e.type; }
       kept.raw = await _bridge.sendSdkCall({ op: 'db.insert', table: t, record: { late: 'raw' }, sdk_token: kept.token });
-    }, 20);
-    return (await db.table(t).insert({ phase: 'keep' })).id;
+    });
+    return id;
   }
   for (let i = 0; i < 500 && kept.raw === undefined; i++) await new Promise((r) => setTimeout(r, 10));
   const replayed = await _bridge.sendSdkCall({ op: 'db.insert', table: t, record: { late: 'replayed' }, sdk_token: kept.token });
