@@ -326,33 +326,47 @@ class FrazilServer:
                                            "Content-Type": "application/json"})
 
     def instance_processes(self) -> tuple[dict[int, list[int]], list[int]]:
-        """({instance pid: the pids of that instance}, [other children of the server]).
+        """({instance pid: the pids of that instance}, [every other process of the server's]).
 
         Both sandboxes make each instance's runtime a direct child of the server (plain:
-        posix_spawn; isolated: the launcher clones with CLONE_PARENT); an instance is a child
-        running a runtime loop, together with its descendants. Other children (the isolated
-        sandbox's launcher) are returned apart: they are shared, not per instance."""
+        posix_spawn; isolated: the launcher or the zygote clones with CLONE_PARENT). An instance
+        is such a child running a runtime loop, with its descendants. The rest - the isolated
+        sandbox's launcher and zygote, and generic instances built ahead of time that no
+        function owns yet (cgroup `generic-*`) - is shared overhead, returned apart."""
         table = process_table()
         instances, others = {}, []
         for child in direct_children(self.pid, table):
-            if is_runtime_process(child):
-                instances[child] = [child, *descendants(child, table)]
+            tree = [child, *descendants(child, table)]
+            if is_runtime_process(child) and not is_spare_instance(child):
+                instances[child] = tree
             else:
-                others.append(child)
+                others.extend(tree)
         return instances, others
 
 
 def cmdline(pid: int) -> str:
+    """The command line, arguments joined by spaces (a zygote-forked instance rewrites its
+    argv area in place, so the NUL separators are not to be trusted)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
 
 
 def is_runtime_process(pid: int) -> bool:
+    """Runs a runtime loop: `... /runtime/python/loop.py` or `... loop.js` as its last argument."""
     line = cmdline(pid)
-    return "/runtimes/python/loop.py" in line or "/runtimes/node/loop.js" in line or "/loop.py" in line
+    return line.endswith("/loop.py") or line.endswith("/loop.js")
+
+
+def is_spare_instance(pid: int) -> bool:
+    """A generic instance built ahead of time, not yet given to a function."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return any(line.rsplit("/", 1)[-1].startswith("generic-") for line in f.read().splitlines())
+    except OSError:
+        return False
 
 
 def cgroup_cpu_stat(pid: int) -> dict[str, int] | None:
