@@ -22,6 +22,7 @@ Phases (each waits, bounded, for a quiet machine first):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -115,7 +117,7 @@ def process_baselines(runs: int) -> dict:
 # --- 2. a fresh sandboxed interpreter per invocation ---------------------------------------------
 
 
-async def _instance_per_call(sandbox_name: str, n: int) -> dict:
+async def _instance_per_call(sandbox_name: str, n: int, options: dict) -> dict:
     """exec-per-request with the platform's own sandbox and runtime loop: for each request,
     create() a sandbox, wait for the runtime's hello, init (import the handler), invoke once;
     then destroy() it (timed apart)."""
@@ -133,15 +135,20 @@ async def _instance_per_call(sandbox_name: str, n: int) -> dict:
     for p in (work, code):
         p.chmod(0o755)
     (code / "index.py").chmod(0o644)
-    settings = Settings(sandbox=sandbox_name, data_dir=work / "data")
+    known = {f.name for f in dataclasses.fields(Settings)}
+    settings = Settings(sandbox=sandbox_name, data_dir=work / "data",
+                        **{k: v for k, v in options.items() if k in known})
     settings.data_dir.mkdir()
     version = FunctionVersion(function="bench", number=1, status=VersionStatus.READY, runtime=PY_RUNTIME.name,
                               handler="index.main", memory_mb=128, timeout_s=10.0, env={}, resident=0,
                               public=False, bundle_hash="0" * 64, bundle_bytes=0, layer_key=None,
                               created_at=time.time())
     sandbox = make_sandbox(settings)
+    if options.get("early_hello"):
+        sandbox.early_hello_ok = True
     await sandbox.start()
     create_to_result, destroy, sandbox_ms, create_ms, start_ms, invoke_ms = [], [], [], [], [], []
+    paths: Counter = Counter()
     try:
         for i in range(n + 2):
             spec = SandboxSpec(instance_id=f"bench{i:05d}", runtime=PY_RUNTIME, code_dir=code, memory_mb=128,
@@ -169,16 +176,30 @@ async def _instance_per_call(sandbox_name: str, n: int) -> dict:
                 destroy.append((t3 - t2) / 1e6)
                 if "create_ms" in proc.stats:
                     sandbox_ms.append(proc.stats["create_ms"])
+                paths[proc.stats.get("path", "exec")] += 1
     finally:
         await sandbox.close()
         shutil.rmtree(work, ignore_errors=True)
     return {"create_to_result_ms": create_to_result, "destroy_ms": destroy, "sandbox_create_ms": sandbox_ms,
-            "create_ms": create_ms, "start_ms": start_ms, "invoke_ms": invoke_ms}
+            "create_ms": create_ms, "start_ms": start_ms, "invoke_ms": invoke_ms, "paths": dict(paths),
+            "settings": {k: v for k, v in options.items() if k in known or k == "early_hello"}}
 
 
-def instance_per_call(sandbox_name: str, n: int) -> dict:
+# (label, sandbox, Settings overrides): exec'ing a fresh interpreter per call is the
+# baseline asked for; the zygote row shows the isolated sandbox's own fast path, per call.
+# `early_hello`: let the sandbox hand over runtimes that said hello already, as the pool does
+# (which is what enables the zygote and pre-built paths in the isolated sandbox).
+PER_CALL = [
+    ("plain sandbox, exec", "plain", {}),
+    ("isolated sandbox, exec", "isolated", {"sandbox_zygote": False}),
+    ("isolated sandbox, zygote fork", "isolated", {"sandbox_zygote": True, "sandbox_prebuilt": 0,
+                                                   "early_hello": True}),
+]
+
+
+def instance_per_call(sandbox_name: str, n: int, options: dict) -> dict:
     try:
-        return asyncio.run(_instance_per_call(sandbox_name, n))
+        return asyncio.run(_instance_per_call(sandbox_name, n, options))
     except Exception as exc:  # e.g. the isolated sandbox is not usable here
         print(f"note: per-call {sandbox_name} sandbox not measured: {exc}", file=sys.stderr)
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -333,7 +354,7 @@ def run_phases(report: Report, sandbox: str, args) -> None:
 
     report.quiet("per-call sandboxes")
     print("2. a fresh sandboxed interpreter per invocation", flush=True)
-    d["per_call"] = {f"{name} sandbox": instance_per_call(name, args.sandbox_runs) for name in ("plain", "isolated")}
+    d["per_call"] = {label: instance_per_call(name, args.sandbox_runs, options) for label, name, options in PER_CALL}
     d["unshare"] = unshare_exec(args.sandbox_runs)
 
     print(f"3. frazil warm path ({sandbox})", flush=True)
@@ -375,9 +396,11 @@ def print_report(report: Report, sandbox: str, args) -> None:
             rows.append([label, "hyperfine -N", *_lat(res["hyperfine_ms"])])
     for label, res in d["per_call"].items():
         if "error" in res:
-            rows.append([f"fresh interpreter per call, {label}", res["error"][:60], None, None, None, None])
+            rows.append([f"fresh instance per call, {label}", res["error"][:60], None, None, None, None])
             continue
-        rows.append([f"fresh interpreter per call, {label}", "create+hello+init+invoke", *_lat(res["create_to_result_ms"])])
+        made = ", ".join(f"{k} {v}" for k, v in res.get("paths", {}).items())
+        rows.append([f"fresh instance per call, {label} ({made})", "create+hello+init+invoke",
+                     *_lat(res["create_to_result_ms"])])
         rows.append([f"  of which create() ({label})", "sandbox.create()", *_lat(res["create_ms"])])
         rows.append([f"  of which hello + init ({label})", "interpreter start, loop imports, handler import",
                      *_lat(res["start_ms"])])

@@ -9,8 +9,8 @@ event-loop thread is the bottleneck), and reports
   known component: uvicorn, FastAPI/Starlette, the threadpool hand-off, frazil's invoke
   path, instance channel I/O, the record writer/DB, ...);
 - inclusive shares of the frames that matter, and the hottest source lines.
-`--cold` adds the runtime's import profile (`python -X importtime` of the loop), which is
-most of an instance's start.
+`--cold` adds the server during cold invokes (new functions, one call each, sequential) and
+the runtime's import profile (`python -X importtime` of the loop as an exec'd instance runs it).
 
     .venv/bin/python -m bench.profile_server [--sandbox auto|isolated|plain] [--duration 8] [--cold]
 
@@ -22,6 +22,7 @@ import linecache
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,8 +33,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (EVENT, RESULTS_DIR, FrazilServer, OwnedProcess, Report, base_parser, check_duration,
-                          choose_sandbox, cpu_seconds, install_signal_handlers, machine_info, wrk)
-from bench.invoke_latency import deploy_hello, server_env, warm_up_wrk
+                          choose_sandbox, cpu_seconds, install_signal_handlers, machine_info, summarize, wrk)
+from bench.invoke_latency import deploy_cold_set, deploy_hello, measure_cold, server_env, warm_up_wrk
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
@@ -58,6 +59,7 @@ COMPONENTS = [
     ("SQL on the event loop, caller cut off (aiosqlite hand-off, SQLAlchemy)",
      r"frazil/store/|sqlalchemy/|aiosqlite/|sqlite3/"),
     ("frazil: metrics (prometheus_client)", r"frazil/metrics\.py|prometheus_client/"),
+    ("frazil: sandbox (create, specialize, cgroups, launcher wire)", r"frazil/sandbox/"),
     ("frazil: API handlers + deps (invoke, healthz, auth)", r"frazil/api/"),
     ("frazil: other", r"frazil/"),
     ("random ids / markers (secrets, os.urandom)", r"/random\.py|/secrets\.py|/uuid\.py"),
@@ -147,7 +149,8 @@ def profile_route(srv: FrazilServer, route: str, path: str, method: str, duratio
     instances, _ = srv.instance_processes()
     inst_pids = [p for pids in instances.values() for p in pids]
     server_cpu0, inst_cpu0 = cpu_seconds([srv.pid]), cpu_seconds(inst_pids)
-    spy = OwnedProcess(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), "py-spy")
+    spy = OwnedProcess(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True), "py-spy")
     try:
         time.sleep(0.3)
         res = wrk(srv.url + path, connections=connections, duration_s=duration_s, method=method,
@@ -161,6 +164,32 @@ def profile_route(srv: FrazilServer, route: str, path: str, method: str, duratio
            "server_cpu_us_per_request": 1e6 * server_cpu / requests,
            "instances_cpu_us_per_request": 1e6 * inst_cpu / requests,
            "server_cpu_share_of_one_core": server_cpu / duration_s, "raw_file": str(raw_path)}
+    out.update(analyse(raw_path.read_text()) if raw_path.exists() else {"samples": 0})
+    return out
+
+
+def profile_cold(srv: FrazilServer, n: int, rate: int, out_dir: Path) -> dict:
+    """py-spy on the server while `n` new functions are invoked once each, sequentially."""
+    names, _ = deploy_cold_set(srv, n, prefix="pcold")
+    raw_path = out_dir / "py-spy-cold-c1.txt"
+    cmd = [str(PY_SPY), "record", "--pid", str(srv.pid), "--duration", "120", "--rate", str(rate),
+           "--format", "raw", "--gil", "--nonblocking", "--full-filenames", "--output", str(raw_path)]
+    spy = OwnedProcess(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True), "py-spy")
+    try:
+        time.sleep(0.3)
+        cpu0, t0 = cpu_seconds([srv.pid]), time.perf_counter()
+        cold = measure_cold(srv, names)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds([srv.pid]) - cpu0
+        spy.popen.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+        spy.popen.wait(30)
+    finally:
+        spy.stop()
+    lat = summarize(cold["latency_ms"])
+    out = {"route": "cold c1", "path": "POST /v1/functions/{new function}/invoke", "connections": 1,
+           "wrk": {"rps": n / wall, "p50": lat["p50"], "p99": lat["p99"], "requests": n, "non_2xx": 0},
+           "server_cpu_us_per_request": 1e6 * cpu / n, "instances_cpu_us_per_request": float("nan"),
+           "server_cpu_share_of_one_core": cpu / wall, "raw_file": str(raw_path)}
     out.update(analyse(raw_path.read_text()) if raw_path.exists() else {"samples": 0})
     return out
 
@@ -197,7 +226,9 @@ def main(argv=None) -> int:
     parser.set_defaults(duration=8.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--cold", action="store_true", help="also profile the runtime's imports")
+    parser.add_argument("--cold", action="store_true",
+                        help="also profile cold invokes (new functions, one call each) and the runtime's imports")
+    parser.add_argument("--cold-functions", type=int, default=200, help="functions for the cold profile")
     args = parser.parse_args(argv)
     check_duration(args)
     if not PY_SPY.exists() and shutil.which("py-spy") is None:
@@ -209,7 +240,7 @@ def main(argv=None) -> int:
     print(f"# profile_server - sandbox: {sandbox} ({note})", flush=True)
     out_dir = RESULTS_DIR / "profiles"
     out_dir.mkdir(parents=True, exist_ok=True)
-    with FrazilServer(sandbox, server_env(args.connections)) as srv:
+    with FrazilServer(sandbox, server_env(args.connections + args.cold_functions)) as srv:
         name = deploy_hello(srv)
         path = f"/v1/functions/{name}/invoke"
         warm_up_wrk(srv.url, path, {**srv.auth, "Content-Type": "application/json"}, args.connections)
@@ -218,6 +249,9 @@ def main(argv=None) -> int:
                                     ("invoke", path, "POST", args.connections), ("invoke", path, "POST", 1)):
             report.quiet(f"profile {route} c{c}")
             routes.append(profile_route(srv, route, p, method, args.duration, args.rate, c, out_dir))
+        if args.cold:
+            report.quiet("profile cold invokes")
+            routes.append(profile_cold(srv, args.cold_functions, args.rate, out_dir))
     report.data["routes"] = routes
 
     rows = [[r["route"], r["wrk"]["rps"], r["wrk"]["p50"], r["wrk"]["p99"], r["server_cpu_us_per_request"],
