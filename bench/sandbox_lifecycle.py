@@ -1,13 +1,19 @@
-"""Create + destroy cost of isolated sandbox instances.
+"""Create + destroy cost of isolated sandbox instances, by creation path.
 
     .venv/bin/python bench/sandbox_lifecycle.py [-n 200] [--runtime python3.11] [--sandbox isolated|plain]
+        [--create exec|zygote|prebuilt] [--back-to-back]
 
-For each iteration: create() (cgroup, launcher clone, namespaces, mounts, seccomp, exec),
-then wait for the runtime's "hello" frame on the channel, then destroy() (kill, reap, remove
-the cgroup). Prints p50/p90/p99/max per phase, in milliseconds. The indented rows split
-create (isolated sandbox only): cgroup = make the cgroup and open its join files (platform),
-spawn = until the launcher answers with the pid, exec = until the child has entered the
-sandbox and exec'd the runtime (its error pipe closed).
+For each iteration: create() (the isolated sandbox's path: `exec` clones + enters + execs a
+fresh runtime; `zygote` forks a generic instance from the Python zygote and gives it its
+code; `prebuilt` gives the code to a generic instance built ahead of time), then wait for the
+runtime's "hello" frame on the channel, then "init" (import the handler) until "ready", then
+destroy() (kill, reap, remove the cgroup). With `prebuilt`, each iteration first waits until
+the pool has refilled (every create is a hit) unless --back-to-back.
+
+Prints p50/p90/p99/max per phase, in milliseconds. The indented rows split create (isolated
+sandbox only): cgroup = make the cgroup and open its join files (platform), spawn = until the
+launcher or zygote answers with the pid, exec = until the child has entered the sandbox (its
+error pipe closed), specialize = until the launcher has attached the code.
 """
 from __future__ import annotations
 
@@ -29,18 +35,31 @@ from frazil.sandbox.base import SandboxSpec  # noqa: E402
 from frazil.sandbox.select import make_sandbox  # noqa: E402
 from frazil.settings import Settings  # noqa: E402
 
+CREATE_PATHS = {
+    "exec": dict(sandbox_zygote=False, sandbox_prebuilt=0, sandbox_prebuilt_node=0),
+    "zygote": dict(sandbox_zygote=True, sandbox_prebuilt=0, sandbox_prebuilt_node=0),
+    "prebuilt": dict(sandbox_zygote=True, sandbox_prebuilt=4, sandbox_prebuilt_node=2),
+}
 
-async def read_hello(proc, timeout: float = 10.0) -> dict:
-    loop = asyncio.get_running_loop()
-    decoder = protocol.FrameDecoder()
-    deadline = loop.time() + timeout
-    while True:
-        data = await asyncio.wait_for(loop.sock_recv(proc.channel, 4096), deadline - loop.time())
-        if not data:
-            raise RuntimeError(f"the runtime exited before hello: {(await proc.wait()).describe()}")
-        frames = decoder.feed(data)
-        if frames:
-            return json.loads(frames[0])
+
+class Channel:
+    def __init__(self, proc):
+        self.proc = proc
+        self.loop = asyncio.get_running_loop()
+        self.decoder = protocol.FrameDecoder()
+        self.frames: list[dict] = []
+
+    async def recv(self, timeout: float = 10.0) -> dict:
+        deadline = self.loop.time() + timeout
+        while not self.frames:
+            data = await asyncio.wait_for(self.loop.sock_recv(self.proc.channel, 65536), deadline - self.loop.time())
+            if not data:
+                raise RuntimeError(f"the runtime exited: {(await self.proc.wait()).describe()}")
+            self.frames += [json.loads(p) for p in self.decoder.feed(data)]
+        return self.frames.pop(0)
+
+    async def send(self, message: dict) -> None:
+        await self.loop.sock_sendall(self.proc.channel, protocol.encode(message))
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -58,6 +77,10 @@ async def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runtime", default="python3.11", choices=sorted(RUNTIMES))
     parser.add_argument("--sandbox", default="isolated")
+    parser.add_argument("--create", default="exec", choices=sorted(CREATE_PATHS),
+                        help="how the isolated sandbox makes instances")
+    parser.add_argument("--back-to-back", action="store_true",
+                        help="prebuilt: do not wait for the pool to refill between iterations")
     parser.add_argument("--memory", type=int, default=128, help="the tier's memory (MB)")
     parser.add_argument("--cpu", type=float, default=0.5, help="the tier's CPU quota (CPUs)")
     args = parser.parse_args()
@@ -66,41 +89,72 @@ async def main() -> None:
         os.chmod(tmp, 0o755)
         code = Path(tmp) / "code"
         code.mkdir(mode=0o755)
-        (code / "index.py").write_text("def main(event, context):\n    return event\n")
-        (code / "index.py").chmod(0o644)
-        settings = Settings(data_dir=Path(tmp) / "data", sandbox=args.sandbox)
+        if args.runtime.startswith("python"):
+            (code / "index.py").write_text("def main(event, context):\n    return event\n")
+            (code / "index.py").chmod(0o644)
+        else:
+            (code / "index.js").write_text("exports.main = async (event) => event;\n")
+            (code / "index.js").chmod(0o644)
+        settings = Settings(data_dir=Path(tmp) / "data", sandbox=args.sandbox, **CREATE_PATHS[args.create])
         sandbox = make_sandbox(settings)
+        sandbox.early_hello_ok = True  # this client reads a hello that came before it asked
         t = time.perf_counter()
         await sandbox.start()
         start_ms = (time.perf_counter() - t) * 1000
+        generics = getattr(sandbox, "generics", None)
+        if generics is not None and args.create == "prebuilt":
+            from frazil.sandbox.base import InstanceShape
+
+            sandbox.keep_ready(InstanceShape(RUNTIMES[args.runtime], args.memory, args.cpu, settings.tmp_mb,
+                                             settings.pids_max), CREATE_PATHS["prebuilt"]["sandbox_prebuilt"])
         phases: dict[str, list[float]] = {}
-        for name in ("  cgroup", "  spawn", "  exec", "create (to exec)", "create to hello", "destroy", "total"):
+        paths: dict[str, int] = {}
+        for name in ("  cgroup", "  spawn", "  exec", "  specialize", "    in the launcher", "create", "create to hello", "hello to ready",
+                     "create to ready", "destroy"):
             phases[name] = []
         try:
             for i in range(args.warmup + args.n):
+                if generics is not None and args.create == "prebuilt" and not args.back_to_back:
+                    await generics.settled(60)
+                    await asyncio.sleep(0.002)  # let the last one's runtime reach its hello
                 spec = SandboxSpec(instance_id=f"b{secrets.token_hex(6)}", runtime=RUNTIMES[args.runtime],
                                    code_dir=code, memory_mb=args.memory, cpu=args.cpu)
                 t0 = time.perf_counter()
                 proc = await sandbox.create(spec)
                 t1 = time.perf_counter()
-                hello = await read_hello(proc)
+                channel = Channel(proc)
+                hello = await channel.recv()
                 t2 = time.perf_counter()
-                await proc.destroy()
+                await channel.send({"type": protocol.INIT, "handler": "index.main", "code_dir": proc.paths.code_dir,
+                                    "layer_dirs": list(proc.paths.layer_dirs), "env": {}, "function": "bench",
+                                    "version": 1, "memory_mb": args.memory})
+                ready = await channel.recv()
                 t3 = time.perf_counter()
+                await proc.destroy()
+                t4 = time.perf_counter()
                 assert hello["type"] == protocol.HELLO, hello
+                assert ready["type"] == protocol.READY, ready
                 if i >= args.warmup:
-                    for key in ("cgroup_ms", "spawn_ms", "exec_ms"):
-                        if key in proc.stats:
-                            phases.setdefault(f"  {key[:-3]}", []).append(proc.stats[key])
-                    phases["create (to exec)"].append((t1 - t0) * 1000)
+                    path = proc.stats.get("path", args.sandbox)
+                    paths[path] = paths.get(path, 0) + 1
+                    if path != "prebuilt":  # a prebuilt instance's build happened before create()
+                        for key in ("cgroup_ms", "spawn_ms", "exec_ms"):
+                            if key in proc.stats:
+                                phases[f"  {key[:-3]}"].append(proc.stats[key])
+                    if "specialize_ms" in proc.stats:
+                        phases["  specialize"].append(proc.stats["specialize_ms"])
+                        phases["    in the launcher"].append(proc.stats["specialize_launcher_ms"])
+                    phases["create"].append((t1 - t0) * 1000)
                     phases["create to hello"].append((t2 - t0) * 1000)
-                    phases["destroy"].append((t3 - t2) * 1000)
-                    phases["total"].append((t3 - t0) * 1000)
+                    phases["hello to ready"].append((t3 - t2) * 1000)
+                    phases["create to ready"].append((t3 - t0) * 1000)
+                    phases["destroy"].append((t4 - t3) * 1000)
         finally:
             await sandbox.close()
 
-    print(f"sandbox={sandbox.name} runtime={args.runtime} tier={args.memory} MB/{args.cpu} CPU n={args.n} "
-          f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f} start={start_ms:.1f} ms")
+    print(f"sandbox={sandbox.name} create={args.create}{' back-to-back' if args.back_to_back else ''} "
+          f"runtime={args.runtime} tier={args.memory} MB/{args.cpu} CPU n={args.n} cpus={os.cpu_count()} "
+          f"load={os.getloadavg()[0]:.1f} start={start_ms:.1f} ms paths={paths}")
     print(f"{'phase (ms)':<20}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'mean':>9}")
     for name, values in phases.items():
         if not values:

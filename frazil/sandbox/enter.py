@@ -33,8 +33,9 @@ already imported). It clones a child and, in the child, goes through:
                                          network namespace)
   11. seccomp                           no_new_privs + the prebuilt filter
   12. descriptors                       0 = /dev/null, 1 = 2 = output pipe, 3 = channel,
-                                         everything else close-on-exec (signal dispositions
-                                         are inherited as the launcher set them: default)
+                                         [4 = go pipe, a generic zygote child only,] everything
+                                         else close-on-exec (signal dispositions are inherited
+                                         as the launcher set them: default)
   13. exec                              the runtime (or return, for a zygote's child)
 Any failure writes "<step>: <error>" to the error pipe and exits 127; a successful exec
 closes the error pipe (close-on-exec), which is how the platform learns it worked.
@@ -57,6 +58,7 @@ Standard library only (runs in the launcher).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
 import os
@@ -70,6 +72,7 @@ from frazil.sandbox import syscalls as sc
 from frazil.sandbox.seccomp import Filter
 
 CHANNEL_FD = 3  # frazil.runtimes.CHANNEL_FD (not imported: the launcher stays minimal)
+GO_FD = 4  # a generic instance's "go" pipe, when it has one: one byte once its code is in place
 BASE_CLONE_FLAGS = sc.CLONE_PARENT | sc.CLONE_NEWPID | sc.CLONE_NEWIPC | sc.CLONE_NEWUTS | signal.SIGCHLD
 EXIT_SETUP_FAILED = 127
 _HIGH_FD = 10  # descriptors are moved above this before being put in place
@@ -111,6 +114,7 @@ class ChildFds:
     output: int  # write end of the stdout+stderr pipe
     error: int  # write end of the error pipe (close-on-exec)
     cgroup_join: tuple[int, ...]  # one per hierarchy; see step 1
+    go: int | None = None  # read end of the go pipe, put at GO_FD (a generic zygote child)
 
 
 def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool = True) -> int:
@@ -184,12 +188,17 @@ def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool 
 
         step = "descriptors"
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in (devnull, fds.output, fds.channel)]
-        for target, fd in zip((0, 1, 2, CHANNEL_FD), (moved[0], moved[1], moved[1], moved[2])):
+        sources = (devnull, fds.output, fds.channel) + (() if fds.go is None else (fds.go,))
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in sources]
+        targets = {0: moved[0], 1: moved[1], 2: moved[1], CHANNEL_FD: moved[2]}
+        if fds.go is not None:
+            targets[GO_FD] = moved[3]
+        for target, fd in targets.items():
             os.dup2(fd, target)  # dup2 clears close-on-exec on the target
-        sc.cloexec_from(CHANNEL_FD + 1)
+        first_free = max(targets) + 1
+        sc.cloexec_from(first_free)
         if not exec_runtime:
-            sc.close_from(CHANNEL_FD + 1)  # the error pipe too: its EOF means "ready"
+            sc.close_from(first_free)  # the error pipe too: its EOF means "ready"
             return 0
 
         step = f"exec {plan.argv[0]}"
@@ -202,8 +211,18 @@ def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool 
     os._exit(EXIT_SETUP_FAILED)  # not reached: execve does not return
 
 
+_open_tree_attr = [True]  # until the kernel says it lacks open_tree_attr (before 6.15)
+
+
 def readonly_tree(host_path: str) -> int:
     """A detached, read-only, nosuid, nodev bind of `host_path` (seen from here) as an fd."""
+    if _open_tree_attr[0]:
+        try:
+            return sc.open_tree_attr(host_path, rootfs.RO)
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise
+            _open_tree_attr[0] = False
     tree = sc.open_tree(host_path)
     try:
         sc.mount_setattr_fd(tree, rootfs.RO)

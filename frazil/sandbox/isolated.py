@@ -32,6 +32,7 @@ import resource
 import secrets
 import signal
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from frazil.sandbox import rootfs
 from frazil.sandbox.base import (ExitInfo, InstanceShape, RuntimePaths, Sandbox, SandboxError, SandboxProcess,
                                  SandboxSpec, SandboxUnavailable)
 from frazil.sandbox.cgroups import CgroupBackend, CgroupError, InstanceCgroup, Limits, scope_for
+from frazil.sandbox.enter import readonly_tree
 from frazil.sandbox.launcher_client import LauncherClient, LauncherError
 from frazil.sandbox.prebuilt import GenericPool
 from frazil.sandbox.probe import ProbeResult, probe
@@ -60,6 +62,7 @@ GENERIC_PREFIX = "generic-"  # cgroup names of generic instances (renamed to the
 GENERIC_CAP = 32  # generic instances at most, over all shapes (memory: see prebuilt.py)
 REFILL_DELAY_S = 0.02  # a taken generic instance is replaced this much later (off the critical path)
 RENAME_DELAY_S = 0.05  # ...and its cgroup renamed to the instance id (~60 us: not on the critical path)
+REALPATH_CACHE = 4096
 
 
 class CreatePath:
@@ -79,10 +82,13 @@ def cgroup_name(instance_id: str) -> str:
 class IsolatedProcess(SandboxProcess):
     """One running instance. Touched only from the event loop thread."""
 
-    def __init__(self, *, cgroup: InstanceCgroup, uid: int, on_destroyed, **kwargs):
+    def __init__(self, *, cgroup: InstanceCgroup, uid: int, on_destroyed, go_fd: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.cgroup = cgroup
         self.uid = uid
+        # Write end of the go pipe of a generic zygote child: the runtime reads "init" only
+        # once the launcher, which gets this descriptor with the code, has written one byte.
+        self.go_fd = go_fd
         self._on_destroyed = on_destroyed
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[ExitInfo] = self._loop.create_future()
@@ -132,6 +138,11 @@ class IsolatedProcess(SandboxProcess):
         except OSError:
             return False
 
+    def close_go(self) -> None:
+        if self.go_fd is not None:
+            os.close(self.go_fd)
+            self.go_fd = None
+
     async def wait(self) -> ExitInfo:
         return await asyncio.shield(self._exited)
 
@@ -153,6 +164,7 @@ class IsolatedProcess(SandboxProcess):
         self.kill()
         info = await self.wait()
         self.channel.close()
+        self.close_go()
         try:
             os.close(self.output_fd)
         except OSError:
@@ -189,6 +201,9 @@ class IsolatedSandbox(Sandbox):
         self._closing = False
         self._zygote_warned: LauncherClient | None = None
         self._tiers_pinned = False
+        self._specializing: set[asyncio.Future] = set()  # destroys in the background, awaited at close
+        self._interpreters: dict[str, str] = {}  # runtime name -> interpreter path (see _interpreter)
+        self._realpaths: dict[str, str] = {}  # code/layer dir -> resolved (see _readable_dir)
 
     @classmethod
     def probe_and_create(cls, settings: Settings) -> "IsolatedSandbox":
@@ -216,6 +231,7 @@ class IsolatedSandbox(Sandbox):
             except RuntimeError:
                 pass  # e.g. no Node.js here: creating such an instance fails with that reason
         self.layout = rootfs.default_layout(interpreters, str(RUNTIMES_ROOT))
+        self._interpreters.clear()
         mountpoint = self.data_dir / "sandbox" / "rootfs"
         mountpoint.mkdir(parents=True, exist_ok=True)
         self._launcher_config = {"layout": self.layout.to_dict(), "mountpoint": str(mountpoint)}
@@ -260,6 +276,7 @@ class IsolatedSandbox(Sandbox):
     async def close(self) -> None:
         self._closing = True
         await self.generics.close()
+        await asyncio.gather(*self._specializing, return_exceptions=True)
         await asyncio.gather(*(p.destroy() for p in list(self._live.values())), return_exceptions=True)
         if self.launcher is not None:
             await self.launcher.close()
@@ -276,6 +293,10 @@ class IsolatedSandbox(Sandbox):
     # --- instances ------------------------------------------------------------------------
 
     async def create(self, spec: SandboxSpec) -> IsolatedProcess:
+        # A pre-built instance is handed over without a single suspension: nothing to cancel.
+        proc = self._create_prebuilt(spec)
+        if proc is not None:
+            return proc
         # Shielded: a caller that gives up must not strand a half-made instance; whatever
         # gets made after a cancellation is destroyed as soon as it exists.
         task = asyncio.ensure_future(self._create(spec))
@@ -285,13 +306,45 @@ class IsolatedSandbox(Sandbox):
             task.add_done_callback(_destroy_abandoned)
             raise
 
+    def _create_prebuilt(self, spec: SandboxSpec) -> IsolatedProcess | None:
+        """The fast path: a ready generic zygote child of the spec's shape gets its code in the
+        background (see _send_code); None when there is none (or no launcher right now)."""
+        launcher = self.launcher
+        if (not self.early_hello_ok or self.layout is None or self._closing or launcher is None
+                or not launcher.alive or spec.runtime.language != "python"):
+            return None
+        started = time.perf_counter()
+        argv, code_dir, layer_dirs = self._resolve(spec)
+        self._check_new_id(spec.instance_id)
+        shape = InstanceShape.of(spec)
+        self._pin_tiers()
+        if self.generics.ready_count(shape) == 0:
+            return None
+        trees = _open_trees(code_dir, layer_dirs)  # before the take: a bad dir wastes no instance
+        try:
+            proc = self.generics.take(shape, with_go=True)
+            if proc is None:
+                return None
+            try:
+                self._send_code(launcher, proc, trees)
+            except SandboxError as exc:  # e.g. the launcher went just now: the slow path copes
+                log.warning("a generic %s instance could not be used: %s", spec.runtime.name, exc)
+                self._destroy_soon(proc)
+                return None
+        finally:
+            _close_all(trees)
+        return self._created(proc, spec, shape, layer_dirs, CreatePath.PREBUILT, started)
+
+    def _check_new_id(self, instance_id: str) -> None:
+        if instance_id in self._ids or cgroup_name(instance_id) in self._live:
+            raise SandboxError(f"instance {instance_id} already exists")
+
     async def _create(self, spec: SandboxSpec) -> IsolatedProcess:
         started = time.perf_counter()
         if self.layout is None or self._closing:
             raise SandboxError("the sandbox is not started")
         argv, code_dir, layer_dirs = self._resolve(spec)
-        if spec.instance_id in self._ids or cgroup_name(spec.instance_id) in self._live:
-            raise SandboxError(f"instance {spec.instance_id} already exists")
+        self._check_new_id(spec.instance_id)
         self._ids[spec.instance_id] = None
         shape = InstanceShape.of(spec)
         try:
@@ -299,13 +352,18 @@ class IsolatedSandbox(Sandbox):
         except BaseException:
             self._ids.pop(spec.instance_id, None)
             raise
-        if self.early_hello_ok:
-            self.generics.used(shape, self._prebuilt_target(spec.runtime))
+        return self._created(proc, spec, shape, layer_dirs, path, started)
+
+    def _created(self, proc: IsolatedProcess, spec: SandboxSpec, shape: InstanceShape, layer_dirs: list[str],
+                 path: str, started: float) -> IsolatedProcess:
+        """What every successful create ends with: the instance is the spec's now."""
         proc.instance_id = spec.instance_id
         proc.paths = RuntimePaths(rootfs.CODE_DIR, tuple(rootfs.layer_dir(i) for i in range(len(layer_dirs))),
                                   rootfs.TMP_DIR)
         self._ids[spec.instance_id] = proc
         proc.stats.update(create_ms=(time.perf_counter() - started) * 1000, path=path)
+        if self.early_hello_ok:
+            self.generics.used(shape, self._prebuilt_target(spec.runtime))
         if proc.cgroup.name.startswith(GENERIC_PREFIX):
             asyncio.get_running_loop().call_later(RENAME_DELAY_S, self._rename_cgroup, proc)
         return proc
@@ -319,15 +377,15 @@ class IsolatedSandbox(Sandbox):
         proc = self.generics.take(shape)
         if proc is not None:
             try:
-                await self._specialize(proc, code_dir, layer_dirs)
+                await self._give_code(proc, code_dir, layer_dirs)
                 return proc, CreatePath.PREBUILT
             except SandboxError as exc:  # e.g. it died just now: make one below
                 log.warning("a generic %s instance could not be used: %s", spec.runtime.name, exc)
                 await proc.destroy()
         if await self._zygote_for(spec.runtime):
-            proc = await self._build(shape, name, argv, via_zygote=True)
+            proc = await self._build(shape, name, argv, via_zygote=True, go=True)
             try:
-                await self._specialize(proc, code_dir, layer_dirs)
+                await self._give_code(proc, code_dir, layer_dirs)
             except BaseException:
                 await proc.destroy()
                 raise
@@ -346,18 +404,72 @@ class IsolatedSandbox(Sandbox):
                         launcher.zygote_error)
         return False
 
-    async def _specialize(self, proc: IsolatedProcess, code_dir: str, layer_dirs: list[str]) -> None:
-        """Attach the code and layers to a generic instance (the launcher does it from outside)."""
-        started = time.perf_counter()
-        pidfd = proc.pidfd
-        if pidfd is None or proc.exited:
+    async def _give_code(self, proc: IsolatedProcess, code_dir: str, layer_dirs: list[str]) -> None:
+        """Have the launcher attach the code and layers to a generic instance, from outside:
+        in the background for one with a go pipe (_send_code), else waiting for the answer."""
+        if proc.pidfd is None or proc.exited:
             raise SandboxError(f"the generic instance exited ({proc.exit_info().describe()})")
+        launcher = await self._running_launcher()
+        trees = _open_trees(code_dir, layer_dirs)
         try:
-            launcher = await self._running_launcher()
-            await launcher.specialize({"pid": proc.pid, "code_dir": code_dir, "layer_dirs": layer_dirs}, pidfd)
+            if proc.go_fd is not None:
+                self._send_code(launcher, proc, trees)
+                return
+            started = time.perf_counter()
+            try:
+                sending = launcher.specialize_nowait(self._specialize_request(proc, trees), [proc.pidfd, *trees])
+            except LauncherError as exc:
+                raise SandboxError(f"could not give the instance its code: {exc}") from exc
+        finally:
+            _close_all(trees)  # in flight, the kernel holds them for the launcher
+        try:
+            inside_us = await sending
         except LauncherError as exc:
             raise SandboxError(f"could not give the instance its code: {exc}") from exc
+        self._note_specialized(proc, started, inside_us)
+
+    def _send_code(self, launcher: LauncherClient, proc: IsolatedProcess, trees: list[int]) -> None:
+        """Send the specialize request for a zygote child with a go pipe, now, and do not wait.
+
+        The child reads "init" only once the launcher has written its go byte, after the
+        mounts: create() returns at once, the pool's hello/init exchange overlaps the
+        launcher's work, and a wake-up of the platform leaves the critical path. The go pipe's
+        write end travels with the request; ours is closed right away, so if the launcher
+        fails or dies before writing, the child reads EOF and its runtime ends. A failed
+        answer also kills the instance: the pool then sees it die at init."""
+        if proc.pidfd is None or proc.exited:
+            raise SandboxError(f"the generic instance exited ({proc.exit_info().describe()})")
+        started = time.perf_counter()
+        try:
+            reply = launcher.specialize_nowait(self._specialize_request(proc, trees, go=True),
+                                               [proc.pidfd, proc.go_fd, *trees])
+        except LauncherError as exc:
+            raise SandboxError(f"could not give the instance its code: {exc}") from exc
+        finally:
+            proc.close_go()
+        reply.add_done_callback(lambda f, proc=proc: self._specialized(f, proc, started))
+
+    @staticmethod
+    def _specialize_request(proc: IsolatedProcess, trees: list[int], go: bool = False) -> dict:
+        return {"pid": proc.pid, "trees": len(trees), "go": go}
+
+    def _specialized(self, reply: asyncio.Future, proc: IsolatedProcess, started: float) -> None:
+        error = "cancelled" if reply.cancelled() else reply.exception()
+        if error is None:
+            self._note_specialized(proc, started, reply.result())
+        else:
+            log.warning("instance %s could not be given its code, killed: %s", proc.instance_id, error)
+            proc.kill()
+
+    @staticmethod
+    def _note_specialized(proc: IsolatedProcess, started: float, inside_us: float) -> None:
         proc.stats["specialize_ms"] = (time.perf_counter() - started) * 1000
+        proc.stats["specialize_launcher_ms"] = inside_us / 1000
+
+    def _destroy_soon(self, proc: IsolatedProcess) -> None:
+        task = asyncio.ensure_future(proc.destroy())
+        self._specializing.add(task)
+        task.add_done_callback(self._specializing.discard)
 
     async def _build_generic(self, shape: InstanceShape) -> IsolatedProcess:
         """A generic instance of `shape`, for the pool (its cgroup is renamed once taken)."""
@@ -366,12 +478,16 @@ class IsolatedSandbox(Sandbox):
         interpreter = self._interpreter(shape.runtime)
         argv = shape.runtime.argv(interpreter, rootfs.RUNTIME_DIR, shape.memory_mb)
         name = GENERIC_PREFIX + secrets.token_hex(6)
-        return await self._build(shape, name, argv, via_zygote=await self._zygote_for(shape.runtime))
+        via_zygote = await self._zygote_for(shape.runtime)
+        return await self._build(shape, name, argv, via_zygote=via_zygote, warm=True, go=via_zygote)
 
     async def _build(self, shape: InstanceShape, name: str, argv: list[str], *, code_dir: str | None = None,
-                     layer_dirs: list[str] | tuple[str, ...] = (), via_zygote: bool = False) -> IsolatedProcess:
+                     layer_dirs: list[str] | tuple[str, ...] = (), via_zygote: bool = False,
+                     warm: bool = False, go: bool = False) -> IsolatedProcess:
         """Make one instance: with code (exec'd by the launcher, code mounted by the child) or
-        generic (code_dir None: by the zygote for Python, else exec'd by the launcher)."""
+        generic (code_dir None: by the zygote for Python, else exec'd by the launcher).
+        `warm`: a zygote child runs the loop once before it says hello (see zygote.warm_up);
+        `go`: it waits for its go byte before it reads "init" (see _give_code)."""
         started = time.perf_counter()
         try:
             uid = self.uids.acquire()
@@ -384,15 +500,16 @@ class IsolatedSandbox(Sandbox):
                 cg = self.cgroups.create(name, Limits(shape.memory_mb * MB, shape.cpu, shape.pids_max))
             except FileExistsError:
                 raise SandboxError(f"a cgroup named {name} already exists") from None
-            wiring = _Wiring(cg.open_procs())
+            wiring = _Wiring(cg.open_procs(), go=go)
             cgroup_done = time.perf_counter()
             request = {
                 "argv": argv, "env": RUNTIME_ENV, "uid": uid, "gid": uid, "code_dir": code_dir,
                 "layer_dirs": list(layer_dirs), "tmp_mb": shape.tmp_mb, "rlimits": self._rlimits(shape.tmp_mb),
+                "go": go,
             }
             launcher = await self._running_launcher()
             if via_zygote:
-                pid = await launcher.zygote_spawn(request, wiring.child_fds())
+                pid = await launcher.zygote_spawn({**request, "warm": warm}, wiring.child_fds())
             else:
                 pid = await launcher.spawn(request, wiring.child_fds())
         except (OSError, LauncherError, SandboxError) as exc:
@@ -416,7 +533,7 @@ class IsolatedSandbox(Sandbox):
         proc = IsolatedProcess(
             instance_id=name, pid=pid, channel=wiring.channel, output_fd=wiring.output_r,
             paths=RuntimePaths(rootfs.CODE_DIR, (), rootfs.TMP_DIR),
-            cgroup=cg, uid=uid, on_destroyed=self._forget,
+            cgroup=cg, uid=uid, on_destroyed=self._forget, go_fd=wiring.go_w,
         )
         self._live[name] = proc
         error = await _setup_error(wiring.error_r)
@@ -448,11 +565,16 @@ class IsolatedSandbox(Sandbox):
         if len(spec.layer_dirs) > self.layout.max_layers:
             raise SandboxError(f"{len(spec.layer_dirs)} dependency layers; the sandbox mounts at most "
                                f"{self.layout.max_layers}")
-        code_dir = _readable_dir(spec.code_dir, "code")
-        layer_dirs = [_readable_dir(d, "layer") for d in spec.layer_dirs]
+        code_dir = self._readable_dir(spec.code_dir, "code")
+        layer_dirs = [self._readable_dir(d, "layer") for d in spec.layer_dirs]
         return runtime.argv(interpreter, rootfs.RUNTIME_DIR, spec.memory_mb), code_dir, layer_dirs
 
     def _interpreter(self, runtime: RuntimeKind) -> str:
+        """The runtime's interpreter, resolved once per launcher layout (a cold start's path
+        should not walk /root/.pyenv/... with lstat every time)."""
+        interpreter = self._interpreters.get(runtime.name)
+        if interpreter is not None:
+            return interpreter
         try:
             interpreter = str(runtime.interpreter())
         except RuntimeError as exc:
@@ -460,7 +582,30 @@ class IsolatedSandbox(Sandbox):
         if not self._visible(interpreter):
             raise SandboxError(f"{interpreter} is not visible inside the sandbox (restart the platform "
                                f"after installing {runtime.name})")
+        self._interpreters[runtime.name] = interpreter
         return interpreter
+
+    def _readable_dir(self, path: Path, what: str) -> str:
+        """`path` resolved, if it is a directory others may read. The resolution is cached
+        (code and layer directories are content-addressed and never move); the stat is not."""
+        key = str(path)
+        real = self._realpaths.get(key)
+        if real is None:
+            real = os.path.realpath(path)
+        try:
+            st = os.stat(real)
+        except OSError as exc:
+            self._realpaths.pop(key, None)
+            raise SandboxError(f"the {what} directory {path} cannot be used: {exc.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise SandboxError(f"the {what} directory {path} is not a directory")
+        if st.st_mode & 0o005 != 0o005:
+            raise SandboxError(f"the {what} directory {path} must be readable by others (mode {st.st_mode & 0o777:o}): "
+                               "instances run under their own unprivileged uid")
+        if len(self._realpaths) >= REALPATH_CACHE:
+            self._realpaths.clear()
+        self._realpaths[key] = real
+        return real
 
     def _visible(self, path: str) -> bool:
         return path.startswith("/usr/") or any(
@@ -507,29 +652,35 @@ class IsolatedSandbox(Sandbox):
 class _Wiring:
     """The descriptors between the platform and one instance, until the child has them.
 
-    Ours: the channel, the output pipe's read end, the error pipe's read end. The child's,
-    sent to the launcher and closed here once sent: the other channel end, the output
-    pipe's write end, the error pipe's write end and the cgroup join descriptors."""
+    Ours: the channel, the output pipe's read end, the error pipe's read end, the go pipe's
+    write end (if asked for). The child's, sent to the launcher or the zygote and closed here
+    once sent: the other channel end, the output pipe's write end, the error pipe's write end,
+    the go pipe's read end and the cgroup join descriptors."""
 
-    def __init__(self, cgroup_fds: list[int]):
+    def __init__(self, cgroup_fds: list[int], go: bool = False):
         made: list = []
+        self.go_w: int | None = None
         try:
             self.channel, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             made += [self.channel, self._theirs]
             self.output_r, output_w = os.pipe()
             made += [self.output_r, output_w]
             self.error_r, error_w = os.pipe()
+            made += [self.error_r, error_w]
+            if go:
+                go_r, self.go_w = os.pipe2(os.O_CLOEXEC)
+                made += [go_r, self.go_w]
         except OSError:  # e.g. out of descriptors: give back what was taken, cgroup fds too
             for item in made:
                 item.close() if isinstance(item, socket.socket) else os.close(item)
             for fd in cgroup_fds:
                 os.close(fd)
             raise
-        self._child_head = [self._theirs.fileno(), output_w, error_w]
+        self._child_head = [self._theirs.fileno(), output_w, error_w] + ([go_r] if go else [])
         self._child = list(cgroup_fds)
 
     def child_fds(self) -> list[int]:
-        """In the order the launcher expects: channel, output, error, cgroup joins."""
+        """In the order the helpers expect: channel, output, error, [go], cgroup joins."""
         return self._child_head + self._child
 
     def close_child_ends(self) -> None:
@@ -545,6 +696,8 @@ class _Wiring:
         self.channel.close()
         os.close(self.output_r)
         os.close(self.error_r)
+        if self.go_w is not None:
+            os.close(self.go_w)
 
 
 async def _setup_error(err_r: int) -> str:
@@ -595,20 +748,24 @@ def _reap(pids: set[int]) -> None:
         loop.add_reader(pidfd, reap)
 
 
+def _open_trees(code_dir: str, layer_dirs: list[str]) -> list[int]:
+    """Detached read-only clones of the code and layer dirs (host paths), for the launcher."""
+    trees: list[int] = []
+    try:
+        for path in (code_dir, *layer_dirs):
+            trees.append(readonly_tree(path))
+    except OSError as exc:
+        _close_all(trees)
+        raise SandboxError(f"cannot give {path} to an instance: {exc.strerror}") from None
+    return trees
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 def _destroy_abandoned(task: asyncio.Future) -> None:
     if not task.cancelled() and task.exception() is None:
         asyncio.ensure_future(task.result().destroy())
 
-
-def _readable_dir(path: Path, what: str) -> str:
-    real = os.path.realpath(path)
-    try:
-        st = os.stat(real)
-    except OSError as exc:
-        raise SandboxError(f"the {what} directory {path} cannot be used: {exc.strerror}") from None
-    if not os.path.isdir(real):
-        raise SandboxError(f"the {what} directory {path} is not a directory")
-    if st.st_mode & 0o005 != 0o005:
-        raise SandboxError(f"the {what} directory {path} must be readable by others (mode {st.st_mode & 0o777:o}): "
-                           "instances run under their own unprivileged uid")
-    return real

@@ -141,12 +141,17 @@ def handle(msg: dict, fds: list[int], prepared: Prepared, home: Home) -> dict:
     try:
         if kind == wire.SPAWN:
             plan, child_fds = wire.spawn_plan(msg, fds)
+            if child_fds.go is not None:
+                raise ValueError("a go descriptor is for the zygote's children; an exec'd runtime would keep it")
             return {"type": wire.SPAWNED, "id": request_id, "pid": launch(plan, prepared, child_fds)}
         if kind == wire.SPECIALIZE:
-            if len(fds) != 1:
-                raise ValueError(f"a specialize request needs the instance's pidfd, got {len(fds)} descriptors")
-            specialize(home, fds[0], int(msg["pid"]), str(msg["code_dir"]), [str(d) for d in msg["layer_dirs"]])
-            return {"type": wire.SPECIALIZED, "id": request_id}
+            go, trees = bool(msg.get("go")), int(msg.get("trees", 0))
+            if len(fds) != 1 + go + trees or trees < 1:
+                raise ValueError(f"a specialize request needs the instance's pidfd, [its go descriptor] and "
+                                 f"{trees} trees (1 at least), got {len(fds)} descriptors")
+            started = time.perf_counter()
+            specialize(home, fds[0], fds[1 + go:], fds[1] if go else None)
+            return {"type": wire.SPECIALIZED, "id": request_id, "us": round((time.perf_counter() - started) * 1e6)}
         raise ValueError(f"unknown request {kind!r}")
     except Exception as exc:  # a bad request, a failed clone or mount: the platform gets the reason
         return {"type": ERROR, "id": request_id, "error": f"{type(exc).__name__}: {exc}"}

@@ -57,6 +57,7 @@ class GenericPool:
         self._backoff: dict[InstanceShape, float] = {}  # after failed builds; reset by a good one
         self._death_backoff: dict[InstanceShape, float] = {}  # after deaths before use; reset by a take
         self._tasks: dict[InstanceShape, asyncio.Task] = {}
+        self._timers: dict[InstanceShape, asyncio.TimerHandle] = {}  # refills due (delay_s after a take)
         self._builds: set[asyncio.Future] = set()  # in flight, awaited at close
         self._trim_handle: asyncio.TimerHandle | None = None
         self._closed = False
@@ -81,17 +82,24 @@ class GenericPool:
             self._set_target(shape, count)
         self._schedule(shape)
 
-    def take(self, shape: InstanceShape):
-        """A ready generic instance of `shape`, or None. Prefers one whose runtime has already
-        said hello (a Node runtime may still be starting); never one that has exited."""
+    def take(self, shape: InstanceShape, *, with_go: bool = False):
+        """A ready generic instance of `shape`, or None; the oldest that has already said
+        hello (a Node runtime may still be starting), else the oldest; never one that has
+        exited. `with_go`: only one with a go pipe (a zygote child)."""
         ready = self._ready.get(shape)
-        chosen = None
-        if ready:
-            live = [p for p in ready if not p.exited]
-            chosen = next((p for p in live if p.greeted()), live[0] if live else None)
-            if chosen is not None:
-                ready.remove(chosen)
-                self._death_backoff.pop(shape, None)
+        chosen = first = None
+        for proc in ready or ():
+            if proc.exited or (with_go and proc.go_fd is None):
+                continue
+            if proc.greeted():
+                chosen = proc
+                break
+            if first is None:
+                first = proc
+        chosen = chosen or first
+        if chosen is not None:
+            ready.remove(chosen)
+            self._death_backoff.pop(shape, None)
         self.stats["taken" if chosen is not None else "missed"] += 1
         return chosen
 
@@ -128,6 +136,9 @@ class GenericPool:
         self._closed = True
         if self._trim_handle is not None:
             self._trim_handle.cancel()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -157,13 +168,18 @@ class GenericPool:
         return min(self._targets.get(shape, 0) - mine, self.cap - everyone)
 
     def _schedule(self, shape: InstanceShape) -> None:
-        if self._closed or shape in self._tasks or self._missing(shape) <= 0:
+        if self._closed or shape in self._tasks or shape in self._timers or self._missing(shape) <= 0:
             return
-        self._tasks[shape] = asyncio.ensure_future(self._refill(shape))
+        delay = max(self.delay_s, self._death_backoff.get(shape, 0.0))
+        self._timers[shape] = asyncio.get_running_loop().call_later(delay, self._start_refill, shape)
+
+    def _start_refill(self, shape: InstanceShape) -> None:
+        del self._timers[shape]
+        if not self._closed and shape not in self._tasks:
+            self._tasks[shape] = asyncio.ensure_future(self._refill(shape))
 
     async def _refill(self, shape: InstanceShape) -> None:
         try:
-            await asyncio.sleep(max(self.delay_s, self._death_backoff.get(shape, 0.0)))
             while not self._closed and self._missing(shape) > 0:
                 self._building[shape] = self._building.get(shape, 0) + 1
                 build = asyncio.ensure_future(self._build(shape))

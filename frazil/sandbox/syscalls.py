@@ -36,6 +36,8 @@ NR = {
     "move_mount": 429,
     "close_range": 436,
     "mount_setattr": 442,
+    "statx": 332,
+    "open_tree_attr": 467,
     "landlock_create_ruleset": 444,
     "landlock_restrict_self": 446,
 }
@@ -90,8 +92,8 @@ LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET = 0x1
 LANDLOCK_SCOPE_SIGNAL = 0x2
 
 CLOSE_RANGE_CLOEXEC = 0x4
-# ioctl on a pidfd (Linux 6.11): a descriptor of that process's mount namespace
-PIDFD_GET_MNT_NAMESPACE = 0xFF03  # _IO(PIDFS_IOCTL_MAGIC 0xFF, 3)
+STATX_MNT_ID = 0x1000
+_STATX_MNT_ID_OFFSET = 0x90  # struct statx.stx_mnt_id
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
@@ -168,6 +170,21 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def open_tree(path: str, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC, dirfd: int = AT_FDCWD) -> int:
     """A detached bind mount of `path` (as seen now, in this mount namespace) as an fd."""
     return _call("open_tree", dirfd, path, flags)
+
+
+def open_tree_attr(path: str, attr_set: int) -> int:
+    """open_tree(OPEN_TREE_CLONE) with mount attributes set, in one call (Linux 6.15);
+    raises OSError(ENOSYS) on older kernels."""
+    attr = MountAttr(attr_set, 0, 0, 0)
+    return _call("open_tree_attr", AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC, ctypes.byref(attr),
+                 ctypes.sizeof(attr))
+
+
+def mount_id(path: str) -> int:
+    """The id of the mount `path` is on, in the caller's mount namespace (statx STATX_MNT_ID)."""
+    buf = ctypes.create_string_buffer(256)
+    _call("statx", AT_FDCWD, path, 0, STATX_MNT_ID, buf)
+    return struct.unpack_from("=Q", buf, _STATX_MNT_ID_OFFSET)[0]
 
 
 def move_mount_fd(tree_fd: int, target: str) -> None:

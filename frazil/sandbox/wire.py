@@ -6,11 +6,13 @@ the platform may have many in flight.
 
   platform -> helper  {"type": "spawn", "id": N, "argv": [...], "env": {...}, "uid": U, "gid": G,
                        "code_dir": "/abs" | null, "layer_dirs": [...], "tmp_mb": 64,
-                       "rlimits": [[resource, soft, hard], ...]}
-                       fds: channel, output, error, cgroup joins...
-                       (code_dir null: a generic instance, specialized later)
-  platform -> launcher {"type": "specialize", "id": N, "pid": P, "code_dir": "/abs", "layer_dirs": [...]}
-                       fds: a pidfd of the instance
+                       "rlimits": [[resource, soft, hard], ...], "go": bool, "warm": bool}
+                       fds: channel, output, error, [go pipe's read end,] cgroup joins...
+                       (code_dir null: a generic instance, specialized later; "go" and "warm"
+                       are for the zygote: see zygote.py)
+  platform -> launcher {"type": "specialize", "id": N, "pid": P, "trees": T, "go": bool}
+                       fds: a pidfd of the instance, [the go pipe's write end,] T detached
+                       read-only trees: the code, then each layer (see specialize.py)
   helper -> platform  {"type": "ready", ...} once (the launcher's may carry the zygote's
                        socket as a descriptor), or {"type": "failed", "error": "..."}
                       {"type": "spawned", "id": N, "pid": P} | {"type": "specialized", "id": N}
@@ -72,8 +74,9 @@ def serve(sock: socket.socket, handle: Handler) -> None:
 
 def spawn_plan(msg: dict, fds: list[int]) -> tuple[Plan, ChildFds]:
     """The Plan and descriptors of a spawn request; raises ValueError when malformed."""
-    if len(fds) < 3:
-        raise ValueError(f"a spawn request needs at least 3 descriptors, got {len(fds)}")
+    go = bool(msg.get("go"))
+    if len(fds) < 3 + go:
+        raise ValueError(f"a spawn request needs at least {3 + go} descriptors, got {len(fds)}")
     code_dir = msg.get("code_dir")
     plan = Plan(
         argv=tuple(msg["argv"]),
@@ -85,7 +88,8 @@ def spawn_plan(msg: dict, fds: list[int]) -> tuple[Plan, ChildFds]:
         tmp_mb=int(msg["tmp_mb"]),
         rlimits=tuple(tuple(r) for r in msg["rlimits"]),
     )
-    return plan, ChildFds(channel=fds[0], output=fds[1], error=fds[2], cgroup_join=tuple(fds[3:]))
+    return plan, ChildFds(channel=fds[0], output=fds[1], error=fds[2], cgroup_join=tuple(fds[3 + go:]),
+                          go=fds[3] if go else None)
 
 
 def recv(sock: socket.socket) -> tuple[bytes, list[int]]:

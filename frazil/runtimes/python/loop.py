@@ -333,10 +333,15 @@ def flush_output(marker):
     return True
 
 
-def serve(channel):
+def serve(channel, before_init=None):
+    """Say hello, then serve until the channel closes. `before_init()`, when given, runs
+    between hello and reading "init" and may stop the loop by returning False: a runtime
+    started ahead of time waits there until its function's code is in place."""
     runtime = Runtime(channel)
     channel.send({"type": protocol.HELLO, "protocol": protocol.PROTOCOL_VERSION, "runtime": "python3.11",
                   "pid": os.getpid()})
+    if before_init is not None and not before_init():
+        return
     init = channel.recv()
     if init is None:
         return
@@ -363,10 +368,11 @@ def serve(channel):
             channel.send(outcome)
 
 
-def main():
+def main(before_init=None):
+    """The runtime's start (a Python zygote's child calls it too, with `before_init`)."""
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True, errors="backslashreplace")
-    serve(Channel(CHANNEL_FD))
+    serve(Channel(CHANNEL_FD), before_init)
 
 
 if __name__ == "__main__":
