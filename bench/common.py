@@ -245,23 +245,27 @@ class FrazilServer:
             if status != 200:
                 raise ServerFailed(f"/healthz answered {status}: {body[:200]!r}")
         except BaseException:
-            self.stop()
+            self.stop(keep_log=True)
             raise
         return self
 
-    def stop(self) -> None:
+    def stop(self, keep_log: bool = False) -> None:
         if self._http is not None:
             self._http.close()
             self._http = None
         if self.owned is not None:
             self.owned.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        if keep_log and self.log_path.exists():
+            print(f"the server's log is kept in {self.log_path}", file=sys.stderr)
+        else:
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "FrazilServer":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop(keep_log=exc_type is not None)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
