@@ -81,6 +81,8 @@ async def main() -> None:
                         help="how the isolated sandbox makes instances")
     parser.add_argument("--back-to-back", action="store_true",
                         help="prebuilt: do not wait for the pool to refill between iterations")
+    parser.add_argument("--settle-ms", type=float, default=2.0,
+                        help="prebuilt: idle time after the pool has refilled, before each create")
     parser.add_argument("--memory", type=int, default=128, help="the tier's memory (MB)")
     parser.add_argument("--cpu", type=float, default=0.5, help="the tier's CPU quota (CPUs)")
     args = parser.parse_args()
@@ -116,7 +118,7 @@ async def main() -> None:
             for i in range(args.warmup + args.n):
                 if generics is not None and args.create == "prebuilt" and not args.back_to_back:
                     await generics.settled(60)
-                    await asyncio.sleep(0.002)  # let the last one's runtime reach its hello
+                    await asyncio.sleep(args.settle_ms / 1000)  # e.g. let the last one's runtime reach its hello
                 spec = SandboxSpec(instance_id=f"b{secrets.token_hex(6)}", runtime=RUNTIMES[args.runtime],
                                    code_dir=code, memory_mb=args.memory, cpu=args.cpu)
                 t0 = time.perf_counter()

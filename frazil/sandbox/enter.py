@@ -173,6 +173,10 @@ def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool 
         os.setresgid(plan.gid, plan.gid, plan.gid)
         os.setresuid(plan.uid, plan.uid, plan.uid)
         sc.clear_capabilities()
+        if not exec_runtime:
+            # Changing uid made the process non-dumpable (its /proc/self files root's); exec
+            # would make a runtime dumpable again, so a child that does not exec says so.
+            sc.prctl(sc.PR_SET_DUMPABLE, 1)
 
         step = "parent death signal"
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -79,6 +79,7 @@ MOUNT_ATTR_NOEXEC = 0x8
 
 # --- prctl ----------------------------------------------------------------------------
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_GET_SECCOMP = 21
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38

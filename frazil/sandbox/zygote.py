@@ -173,9 +173,10 @@ def _prepare_interpreter(config: Config):
     if dict(os.environ) != config.env:
         os.environ.clear()
         os.environ.update(config.env)
-    # sys.path: the script's folder, then the interpreter's own; nothing of the launcher's.
+    # sys.path: the interpreter's own, nothing of the launcher's (-I keeps a script's folder
+    # out of sys.path, so an exec'd loop does not have /runtime/python either).
     stdlib = [p for p in sys.path if p != PACKAGE_PARENT]
-    sys.path[:] = [os.path.dirname(config.loop), *stdlib]
+    sys.path[:] = stdlib
     for key in list(sys.path_importer_cache):
         if not any(key == p or key.startswith(p.rstrip("/") + "/") for p in stdlib):
             del sys.path_importer_cache[key]

@@ -1,0 +1,249 @@
+"""Generic instances built ahead of time: a create() only gives one its code, each gets
+exactly its own code, the pool refills and stays bounded, and unused ones leave nothing
+behind - after close() and after the platform is SIGKILLed."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from frazil.runtimes import NODE, PYTHON
+from frazil.sandbox import enter
+from frazil.sandbox.base import InstanceShape, SandboxSpec
+from frazil.sandbox.launcher_client import LauncherError
+from tests.sandbox.conftest import CREATION_PATHS, RuntimeClient, instance_cgroups
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.parametrize("creation", ["prebuilt"])
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def poll(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def shape_of(settings, runtime=PYTHON, memory_mb=128, cpu=0.5) -> InstanceShape:
+    return InstanceShape(runtime, memory_mb, cpu, settings.tmp_mb, settings.pids_max)
+
+
+def generic_pids(sandbox) -> set[int]:
+    return {p.pid for name, p in sandbox._live.items() if name.startswith("generic-")}
+
+
+class TestSpecialization:
+    async def test_each_instance_gets_exactly_its_own_code(self, sandbox, spec_factory, code_factory):
+        await sandbox.generics.settled()
+        made = []
+        try:
+            for value in ("one", "two"):
+                code = code_factory({"index.py": f"def main(event, context):\n    return {value!r}\n",
+                                     f"only_{value}.txt": value})
+                proc = await sandbox.create(spec_factory(code_dir=code))
+                made.append(proc)
+                assert proc.stats["path"] == "prebuilt"
+                client = RuntimeClient(proc)
+                await client.start()
+                reply = await client.invoke({})
+                assert reply["result"] == value
+            listing = [sorted(os.listdir(f"/proc/{p.pid}/root/code")) for p in made]
+            assert listing == [["index.py", "only_one.txt"], ["index.py", "only_two.txt"]]
+        finally:
+            for proc in made:
+                await proc.destroy()
+
+    async def test_a_generic_instance_sees_no_code_and_holds_no_privilege(self, sandbox):
+        await sandbox.generics.settled()
+        pid = next(iter(generic_pids(sandbox)))
+        assert os.listdir(f"/proc/{pid}/root/code") == []
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        assert int(status["Uid"].split()[0]) in sandbox.uids
+        assert int(status["CapEff"], 16) == 0 and status["Seccomp"].strip() == "2"
+        assert status["NoNewPrivs"].strip() == "1"
+
+    async def test_layers_of_a_prebuilt_instance(self, sandbox, spec_factory, code_factory):
+        await sandbox.generics.settled()
+        layer = code_factory({"dep.py": "VALUE = 7\n"})
+        proc = await sandbox.create(spec_factory(layer_dirs=(layer,)))
+        try:
+            assert proc.stats["path"] == "prebuilt" and proc.paths.layer_dirs == ("/layers/0",)
+            client = RuntimeClient(proc)
+            await client.start()
+            assert await client.run("import dep\nresult = dep.VALUE") == 7
+        finally:
+            await proc.destroy()
+
+    async def test_the_launcher_refuses_a_namespace_that_is_not_an_instances(self, sandbox, code_factory):
+        """Attaching code in the template (the zygote lives there) or in the host namespace
+        would show it to others: the launcher refuses both."""
+        launcher = sandbox.launcher
+        await launcher.zygote_ready()
+        for pid in (launcher.zygote_pid, os.getpid()):
+            pidfd = os.pidfd_open(pid)
+            tree = enter.readonly_tree(str(code_factory()))
+            try:
+                with pytest.raises(LauncherError, match="refused"):
+                    await launcher.specialize({"pid": pid, "trees": 1}, [pidfd, tree])
+            finally:
+                os.close(tree)
+                os.close(pidfd)
+        assert sandbox.launcher.alive
+
+    async def test_an_instance_whose_code_cannot_be_attached_ends_before_init(self, sandbox, code_factory):
+        await sandbox.generics.settled()
+        proc = sandbox.generics.take(shape_of(sandbox.settings), with_go=True)
+        client = RuntimeClient(proc)
+        not_a_tree = os.open(str(code_factory()), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            sandbox._send_code(sandbox.launcher, proc, [not_a_tree])
+        finally:
+            os.close(not_a_tree)
+        assert (await client.recv())["type"] == "hello"
+        await client.send({"type": "init", "handler": "index.main", "code_dir": "/code", "layer_dirs": [], "env": {}})
+        try:
+            reply = await client.recv()
+        except ConnectionResetError:  # killed with "init" unread
+            reply = None
+        assert reply is None  # no "ready": the runtime ended without its code
+        assert (await proc.wait()).signal == signal.SIGKILL
+        await proc.destroy()
+
+
+class TestPool:
+    async def test_refills_after_takes(self, sandbox, spec_factory):
+        shape = shape_of(sandbox.settings)
+        await sandbox.generics.settled()
+        target = sandbox.generics.target(shape)
+        assert target == CREATION_PATHS["prebuilt"]["sandbox_prebuilt"]
+        procs = [await sandbox.create(spec_factory()) for _ in range(target + 1)]  # the last one is a miss
+        assert [p.stats["path"] for p in procs] == ["prebuilt"] * target + ["zygote"]
+        await sandbox.generics.settled()
+        assert sandbox.generics.ready_count(shape) == target
+        for proc in procs:
+            await proc.destroy()
+
+    async def test_stays_bounded(self, sandbox):
+        sandbox.generics.cap = 3
+        for memory in (128, 192, 256):
+            sandbox.keep_ready(shape_of(sandbox.settings, memory_mb=memory), 2)
+        await poll(lambda: sandbox.generics.building_count() == 0 and sandbox.generics.ready_count() >= 3, 20,
+                   "the pool to fill up to its cap")
+        await asyncio.sleep(0.1)
+        assert sandbox.generics.ready_count() + sandbox.generics.building_count() == 3
+        assert len(generic_pids(sandbox)) == 3
+
+    async def test_a_generic_instance_that_dies_is_replaced(self, sandbox):
+        shape = shape_of(sandbox.settings)
+        await sandbox.generics.settled()
+        victim = next(iter(generic_pids(sandbox)))
+        os.kill(victim, signal.SIGKILL)
+        await poll(lambda: victim not in generic_pids(sandbox), 10, "the dead instance to be dropped")
+        await poll(lambda: sandbox.generics.ready_count(shape) == sandbox.generics.target(shape), 20,
+                   "a replacement")
+        assert sandbox.generics.stats["died"] == 1
+
+    async def test_demanded_shapes_expire_when_unused(self, sandbox, spec_factory):
+        sandbox.generics.idle_ttl_s = 0.2
+        shape = shape_of(sandbox.settings, memory_mb=192)
+        proc = await sandbox.create(spec_factory(memory_mb=192))  # not a tier: a miss, then kept ready
+        await proc.destroy()
+        assert sandbox.generics.target(shape) == CREATION_PATHS["prebuilt"]["sandbox_prebuilt"]
+        sandbox.generics._trim_handle.cancel()
+        sandbox.generics._trim_handle = None
+        await asyncio.sleep(0.25)
+        sandbox.generics._trim()
+        assert sandbox.generics.target(shape) == 0
+        await poll(lambda: sandbox.generics.ready_count(shape) == 0, 10, "the expired shape's instances to go")
+        assert sandbox.generics.target(shape_of(sandbox.settings)) > 0  # tiers stay
+
+    @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed on this host")
+    async def test_node_runtimes_are_pre_started_and_specialized(self, sandbox, spec_factory, code_factory):
+        shape = shape_of(sandbox.settings, runtime=NODE)
+        sandbox.keep_ready(shape, 1)
+        await sandbox.generics.settled(30)
+        await poll(lambda: any(p.greeted() for p in sandbox.generics._ready[shape]), 30, "the Node runtime's hello")
+        pids = {p.pid for p in sandbox.generics._ready[shape]}
+        code = code_factory({"index.js": "exports.main = async (event) => ({node: event.n, pid: process.pid});\n"})
+        proc = await sandbox.create(spec_factory(runtime=NODE, code_dir=code))
+        try:
+            assert proc.stats["path"] == "prebuilt" and proc.pid in pids
+            client = RuntimeClient(proc)
+            await client.start()
+            reply = await client.invoke({"n": 3})
+            assert reply["ok"] and reply["result"] == {"node": 3, "pid": 1}
+        finally:
+            await proc.destroy()
+
+
+class TestNothingLeftBehind:
+    async def test_close_destroys_unused_generic_instances_and_helpers(self, sandbox_factory, settings):
+        box = sandbox_factory(settings)
+        await box.start()
+        box.keep_ready(shape_of(settings), 2)
+        await box.generics.settled()
+        await box.launcher.zygote_ready()
+        pids = generic_pids(box) | {box.launcher.pid, box.launcher.zygote_pid}
+        assert len(pids) >= 4
+        await box.close()
+        assert not any(alive(p) for p in pids)
+        assert all(not os.path.exists(d) for d in box.cgroups.scope_dirs())
+        mounts = Path("/proc/self/mountinfo").read_text()
+        assert str(settings.data_dir) not in mounts
+
+    def test_sigkill_of_the_platform_leaves_nothing_after_restart(self, settings, sandbox_factory):
+        box = sandbox_factory(settings)
+        script = textwrap.dedent(f'''
+            import asyncio, json, sys
+            sys.path.insert(0, {str(REPO)!r})
+            from frazil.sandbox.isolated import IsolatedSandbox
+            from frazil.settings import Settings
+
+            async def main():
+                box = IsolatedSandbox.probe_and_create(Settings(data_dir={str(settings.data_dir)!r},
+                                                                **{CREATION_PATHS["prebuilt"]!r}))
+                box.early_hello_ok = True
+                await box.start()
+                box._pin_tiers()
+                await box.generics.settled()
+                await box.launcher.zygote_ready()
+                pids = [p.pid for p in box._live.values()] + [box.launcher.pid, box.launcher.zygote_pid]
+                print(json.dumps(pids), flush=True)
+                await asyncio.sleep(3600)
+
+            asyncio.run(main())
+        ''')
+        platform = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            pids = json.loads(platform.stdout.readline())
+        finally:
+            platform.kill()
+            platform.wait()
+        assert len(pids) >= 2 + 2 * len(settings.tiers)
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in pids):
+            assert time.monotonic() < deadline, "generic instances or helpers outlived their platform"
+            time.sleep(0.01)
+        names = box.cgroups.instance_names()
+        assert names and instance_cgroups(box) == []  # only generic ones were left
+        assert box.remove_stale() == len(names)
+        assert box.cgroups.instance_names() == []
+        box.cgroups.remove_scope()
