@@ -99,6 +99,7 @@ class Deployer:
             self.builds.pop((name, number), None)
         await self.functions.finish_version(name, number, ok=True, build_log=build_log.text(), layer_key=layer_key)
         self.catalog.invalidate(name)
+        await self.catalog.active(name)  # cached now (whichever deploy won), not on the first call
         version = await self.functions.version(name, number)
         if self.on_activated is not None:
             await self.on_activated(version)

@@ -57,11 +57,18 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task] = {}
         self._task: asyncio.Task | None = None
+        # Set when a pass left a due invocation queued for lack of a slot: only then is a
+        # freed slot worth a pass (waking on every sync invocation cost two queries each).
+        self._waiting_for_slot = False
         for slots in admission.tiers.values():
-            slots.on_free = self.notify
+            slots.on_free = self._slot_freed
 
     def notify(self) -> None:
         self._wake.set()
+
+    def _slot_freed(self) -> None:
+        if self._waiting_for_slot:
+            self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run_forever(), name="async-dispatcher")
@@ -96,6 +103,7 @@ class Dispatcher:
         now = time.time()
         due = [r for r in await self.store.due(now, BATCH) if r.id not in self._running]
         wait_until: float | None = None
+        self._waiting_for_slot = False
         for record in round_robin(due):
             version = await self.catalog.active(record.function)
             if version is None:
@@ -105,6 +113,7 @@ class Dispatcher:
                 continue
             slots = self.admission.slots(version.memory_mb)
             if not slots.try_take():
+                self._waiting_for_slot = True
                 if record.expires_at is not None and now >= record.expires_at:
                     await self._finish(record, InvocationStatus.THROTTLED, error={
                         "type": "TooManyRequests",

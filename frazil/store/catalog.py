@@ -1,7 +1,8 @@
 """The active version of each function, cached: the invoke path must not hit the database.
 
-This process invalidates an entry itself whenever it deploys or deletes; `ttl_s` bounds how
-long another node's change can go unseen in a cluster.
+This process updates an entry itself whenever it deploys or deletes. In the embedded default
+it is the only writer, so entries never expire (`ttl_s=None`); where other nodes deploy too,
+`ttl_s` bounds how long their change can go unseen.
 """
 from __future__ import annotations
 
@@ -12,18 +13,19 @@ from frazil.store.models import FunctionVersion
 
 
 class FunctionCatalog:
-    def __init__(self, store: FunctionStore, ttl_s: float = 2.0):
+    def __init__(self, store: FunctionStore, ttl_s: float | None = None):
         self._store = store
         self._ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, FunctionVersion | None]] = {}
+        self._cache: dict[str, tuple[float, FunctionVersion]] = {}
 
     async def active(self, name: str) -> FunctionVersion | None:
         hit = self._cache.get(name)
         now = time.monotonic()
-        if hit is not None and now - hit[0] < self._ttl_s:
+        if hit is not None and (self._ttl_s is None or now - hit[0] < self._ttl_s):
             return hit[1]
         version = await self._store.active(name)
-        self._cache[name] = (now, version)
+        if version is not None:  # misses are not kept: random names must not grow the cache
+            self._cache[name] = (now, version)
         return version
 
     def invalidate(self, name: str) -> None:
