@@ -4,12 +4,10 @@ It says hello, receives "init" (imports the handler once), then serves "invoke" 
 at a time until the channel closes. Module globals and files in /tmp survive between
 invocations because this process does. See protocol.py for the messages.
 """
-import asyncio
 import fcntl
 import collections
 import importlib
 import importlib.util
-import inspect
 import itertools
 import json
 import os
@@ -283,8 +281,10 @@ class Runtime:
         self.sdk.begin(request)
         try:
             value = self.handler(request.get("event"), context)
-            if inspect.isawaitable(value):
+            if hasattr(value, "__await__"):  # a coroutine or any awaitable
                 if self.loop is None:
+                    import asyncio  # only for async handlers: it costs an exec'd interpreter ~40 ms
+
                     self.loop = asyncio.new_event_loop()
                 value = self.loop.run_until_complete(value)
         except Exception as exc:  # the function's error, reported; the instance stays usable
