@@ -176,6 +176,25 @@ class InstanceCgroup(abc.ABC):
     def memory_peak_bytes(self) -> int:
         """Highest memory use seen (0 when the kernel does not say)."""
 
+    # CPU weight (shares) against other busy cgroups; the quota is a separate cap.
+    weight_file: str = ""
+    weight_default: bytes = b""
+    weight_low: bytes = b""
+
+    def open_cpu_weight(self) -> int:
+        """A descriptor to change the CPU weight through (`set_cpu_weight`), opened ahead so
+        that a write on a critical path costs one system call."""
+        return os.open(os.path.join(self._cpu_dir(), self.weight_file), os.O_WRONLY | os.O_CLOEXEC)
+
+    def set_cpu_weight(self, fd: int, low: bool) -> None:
+        """Low: the cgroup only gets CPU nobody else wants (work done ahead of time); else the
+        ordinary weight every instance has."""
+        os.write(fd, self.weight_low if low else self.weight_default)
+
+    @abc.abstractmethod
+    def _cpu_dir(self) -> str:
+        """The directory holding the CPU controller's files."""
+
     def _kill_listed(self) -> None:
         for pid in self.pids():
             try:
@@ -291,8 +310,15 @@ class V1Cgroup(InstanceCgroup):
         super().__init__(name, sorted(set(dirs.values())))
         self.by_controller = dirs
 
+    weight_file = "cpu.shares"
+    weight_default = b"1024"
+    weight_low = b"2"
+
     def _renamed(self, old: str, new: str) -> None:
         self.by_controller = {c: new if d == old else d for c, d in self.by_controller.items()}
+
+    def _cpu_dir(self) -> str:
+        return self.by_controller["cpu"]
 
     def kill_all(self) -> None:
         # Every process of an instance lives in its PID namespace, so killing its init
@@ -382,9 +408,16 @@ class V1Backend(CgroupBackend):
 # --- cgroup v2 ------------------------------------------------------------------------
 
 class V2Cgroup(InstanceCgroup):
+    weight_file = "cpu.weight"
+    weight_default = b"100"
+    weight_low = b"1"
+
     @property
     def dir(self) -> str:
         return self.dirs[0]
+
+    def _cpu_dir(self) -> str:
+        return self.dir
 
     def kill_all(self) -> None:
         try:

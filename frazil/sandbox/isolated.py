@@ -82,10 +82,14 @@ def cgroup_name(instance_id: str) -> str:
 class IsolatedProcess(SandboxProcess):
     """One running instance. Touched only from the event loop thread."""
 
-    def __init__(self, *, cgroup: InstanceCgroup, uid: int, on_destroyed, go_fd: int | None = None, **kwargs):
+    def __init__(self, *, cgroup: InstanceCgroup, uid: int, on_destroyed, go_fd: int | None = None,
+                 weight_fd: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.cgroup = cgroup
         self.uid = uid
+        # A generic instance is built with a low CPU weight (its set-up and warm-up only take
+        # CPU nobody else wants); `promote()` gives it the ordinary weight when it is taken.
+        self._weight_fd = weight_fd
         # Write end of the go pipe of a generic zygote child: the runtime reads "init" only
         # once the launcher, which gets this descriptor with the code, has written one byte.
         self.go_fd = go_fd
@@ -138,6 +142,16 @@ class IsolatedProcess(SandboxProcess):
         except OSError:
             return False
 
+    def promote(self) -> None:
+        """The ordinary CPU weight, from now on (idempotent)."""
+        if self._weight_fd is not None:
+            try:
+                self.cgroup.set_cpu_weight(self._weight_fd, low=False)
+            except OSError as exc:
+                log.warning("instance %s: CPU weight not restored: %s", self.instance_id, exc)
+            os.close(self._weight_fd)
+            self._weight_fd = None
+
     def close_go(self) -> None:
         if self.go_fd is not None:
             os.close(self.go_fd)
@@ -165,6 +179,9 @@ class IsolatedProcess(SandboxProcess):
         info = await self.wait()
         self.channel.close()
         self.close_go()
+        if self._weight_fd is not None:
+            os.close(self._weight_fd)
+            self._weight_fd = None
         try:
             os.close(self.output_fd)
         except OSError:
@@ -357,6 +374,7 @@ class IsolatedSandbox(Sandbox):
     def _created(self, proc: IsolatedProcess, spec: SandboxSpec, shape: InstanceShape, layer_dirs: list[str],
                  path: str, started: float) -> IsolatedProcess:
         """What every successful create ends with: the instance is the spec's now."""
+        proc.promote()
         proc.instance_id = spec.instance_id
         proc.paths = RuntimePaths(rootfs.CODE_DIR, tuple(rootfs.layer_dir(i) for i in range(len(layer_dirs))),
                                   rootfs.TMP_DIR)
@@ -479,15 +497,17 @@ class IsolatedSandbox(Sandbox):
         argv = shape.runtime.argv(interpreter, rootfs.RUNTIME_DIR, shape.memory_mb)
         name = GENERIC_PREFIX + secrets.token_hex(6)
         via_zygote = await self._zygote_for(shape.runtime)
-        return await self._build(shape, name, argv, via_zygote=via_zygote, warm=True, go=via_zygote)
+        return await self._build(shape, name, argv, via_zygote=via_zygote, warm=True, go=via_zygote, low_weight=True)
 
     async def _build(self, shape: InstanceShape, name: str, argv: list[str], *, code_dir: str | None = None,
                      layer_dirs: list[str] | tuple[str, ...] = (), via_zygote: bool = False,
-                     warm: bool = False, go: bool = False) -> IsolatedProcess:
+                     warm: bool = False, go: bool = False, low_weight: bool = False) -> IsolatedProcess:
         """Make one instance: with code (exec'd by the launcher, code mounted by the child) or
         generic (code_dir None: by the zygote for Python, else exec'd by the launcher).
         `warm`: a zygote child runs the loop once before it says hello (see zygote.warm_up);
-        `go`: it waits for its go byte before it reads "init" (see _give_code)."""
+        `go`: it waits for its go byte before it reads "init" (see _give_code); `low_weight`:
+        built with the lowest CPU weight, until `promote()` (built ahead of time: its set-up
+        must not slow down the cold starts running meanwhile)."""
         started = time.perf_counter()
         try:
             uid = self.uids.acquire()
@@ -495,11 +515,15 @@ class IsolatedSandbox(Sandbox):
             raise SandboxError(str(exc)) from None
         cg: InstanceCgroup | None = None
         wiring: _Wiring | None = None
+        weight_fd: int | None = None
         try:
             try:
                 cg = self.cgroups.create(name, Limits(shape.memory_mb * MB, shape.cpu, shape.pids_max))
             except FileExistsError:
                 raise SandboxError(f"a cgroup named {name} already exists") from None
+            if low_weight:
+                weight_fd = cg.open_cpu_weight()
+                cg.set_cpu_weight(weight_fd, low=True)
             wiring = _Wiring(cg.open_procs(), go=go)
             cgroup_done = time.perf_counter()
             request = {
@@ -513,6 +537,8 @@ class IsolatedSandbox(Sandbox):
             else:
                 pid = await launcher.spawn(request, wiring.child_fds())
         except (OSError, LauncherError, SandboxError) as exc:
+            if weight_fd is not None:
+                os.close(weight_fd)
             if wiring is not None:
                 wiring.close_all()
             if cg is not None:
@@ -533,7 +559,7 @@ class IsolatedSandbox(Sandbox):
         proc = IsolatedProcess(
             instance_id=name, pid=pid, channel=wiring.channel, output_fd=wiring.output_r,
             paths=RuntimePaths(rootfs.CODE_DIR, (), rootfs.TMP_DIR),
-            cgroup=cg, uid=uid, on_destroyed=self._forget, go_fd=wiring.go_w,
+            cgroup=cg, uid=uid, on_destroyed=self._forget, go_fd=wiring.go_w, weight_fd=weight_fd,
         )
         self._live[name] = proc
         error = await _setup_error(wiring.error_r)

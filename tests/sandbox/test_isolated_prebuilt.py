@@ -124,7 +124,8 @@ class TestSpecialization:
         except ConnectionResetError:  # killed with "init" unread
             reply = None
         assert reply is None  # no "ready": the runtime ended without its code
-        assert (await proc.wait()).signal == signal.SIGKILL
+        info = await proc.wait()  # killed by the platform, or ended by the go pipe's EOF first
+        assert info.signal == signal.SIGKILL or info.exit_code == 0, info
         await proc.destroy()
 
 
