@@ -15,7 +15,8 @@ Invariants (event loop thread only):
 - an instance is in at most one `_ready` deque, and only until it is taken or has died;
 - per shape, ready + building <= the shape's target; over all shapes, ready + building <= cap
   (memory: a generic Python instance costs ~1-2 MB, a Node one ~30-40 MB);
-- each shape is refilled by at most one task at a time, which builds one instance at a time.
+- each shape is refilled by at most one task at a time, which builds at most `parallel`
+  instances at a time (cold starts in a burst drain a pool faster than one build refills it).
 
 Refills run off the critical path: a take() only schedules one, `delay_s` later, so that the
 cold start that took the instance gets the CPUs first. Shapes come from `keep()` (pinned: the
@@ -44,9 +45,10 @@ BACKOFF_MAX_S = 60.0
 
 class GenericPool:
     def __init__(self, build: Callable[[InstanceShape], Awaitable], *, cap: int, delay_s: float,
-                 idle_ttl_s: float):
+                 idle_ttl_s: float, parallel: int = 2):
         self._build = build  # async (shape) -> a generic, sandboxed IsolatedProcess
         self.cap = cap
+        self.parallel = parallel  # builds of one shape at a time
         self.delay_s = delay_s
         self.idle_ttl_s = idle_ttl_s
         self._ready: dict[InstanceShape, deque] = {}
@@ -181,36 +183,46 @@ class GenericPool:
     async def _refill(self, shape: InstanceShape) -> None:
         try:
             while not self._closed and self._missing(shape) > 0:
-                self._building[shape] = self._building.get(shape, 0) + 1
-                build = asyncio.ensure_future(self._build(shape))
-                self._builds.add(build)
-                build.add_done_callback(self._builds.discard)
-                try:
-                    proc = await asyncio.shield(build)
-                except asyncio.CancelledError:
-                    raise  # closing: the build goes on and the sandbox destroys what it made
-                except Exception as exc:
-                    self.stats["failed"] += 1
+                wave = min(self._missing(shape), self.parallel)
+                # Counted as building now, before the tasks start: other shapes' refills see them.
+                self._building[shape] = self._building.get(shape, 0) + wave
+                built = await asyncio.gather(*(self._build_one(shape) for _ in range(wave)))
+                if not all(built):  # back off before the next wave
                     delay = self._backoff.get(shape, BACKOFF_FIRST_S / 2) * 2
                     self._backoff[shape] = min(BACKOFF_MAX_S, delay)
-                    log.warning("building a generic %s instance (%d MB) failed, next try in %.0f s: %s",
-                                shape.runtime.name, shape.memory_mb, delay, exc)
+                    log.warning("building a generic %s instance (%d MB) failed, next try in %.0f s",
+                                shape.runtime.name, shape.memory_mb, delay)
                     await asyncio.sleep(delay)
-                    continue
-                finally:
-                    self._building[shape] -= 1
-                self._backoff.pop(shape, None)
-                self.stats["built"] += 1
-                if self._closed or self._missing(shape) < 0:
-                    self._drop(proc)
-                    continue
-                self._ready.setdefault(shape, deque()).append(proc)
-                proc.on_exit(lambda proc=proc, shape=shape: self._died(shape, proc))
         finally:
             if self._tasks.get(shape) is asyncio.current_task():
                 del self._tasks[shape]
         if not self._closed and self._missing(shape) > 0:  # taken meanwhile, past the loop's check
             self._schedule(shape)
+
+    async def _build_one(self, shape: InstanceShape) -> bool:
+        """Build one instance into the pool (already counted in `_building`); False when the
+        build failed."""
+        build = asyncio.ensure_future(self._build(shape))
+        self._builds.add(build)
+        build.add_done_callback(self._builds.discard)
+        try:
+            proc = await asyncio.shield(build)
+        except asyncio.CancelledError:
+            raise  # closing: the build goes on and the sandbox destroys what it made
+        except Exception as exc:
+            self.stats["failed"] += 1
+            log.warning("building a generic %s instance (%d MB) failed: %s", shape.runtime.name, shape.memory_mb, exc)
+            return False
+        finally:
+            self._building[shape] -= 1
+        self._backoff.pop(shape, None)
+        self.stats["built"] += 1
+        if self._closed or self._missing(shape) < 0:
+            self._drop(proc)
+            return True
+        self._ready.setdefault(shape, deque()).append(proc)
+        proc.on_exit(lambda proc=proc, shape=shape: self._died(shape, proc))
+        return True
 
     def _died(self, shape: InstanceShape, proc) -> None:
         ready = self._ready.get(shape)

@@ -20,6 +20,7 @@ from frazil.runtimes import NODE, PYTHON
 from frazil.sandbox import enter
 from frazil.sandbox.base import InstanceShape, SandboxSpec
 from frazil.sandbox.launcher_client import LauncherError
+from frazil.settings import Settings
 from tests.sandbox.conftest import CREATION_PATHS, RuntimeClient, instance_cgroups
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,6 +80,19 @@ class TestSpecialization:
         assert int(status["Uid"].split()[0]) in sandbox.uids
         assert int(status["CapEff"], 16) == 0 and status["Seccomp"].strip() == "2"
         assert status["NoNewPrivs"].strip() == "1"
+
+    async def test_generic_instances_get_cpu_nobody_else_wants_until_taken(self, sandbox, spec_factory):
+        await sandbox.generics.settled()
+        generic = next(p for name, p in sandbox._live.items() if name.startswith("generic-"))
+        weight_file = Path(generic.cgroup._cpu_dir()) / generic.cgroup.weight_file
+        assert weight_file.read_bytes().strip() == generic.cgroup.weight_low
+        proc = await sandbox.create(spec_factory())
+        try:
+            assert proc.stats["path"] == "prebuilt"
+            weight_file = Path(proc.cgroup._cpu_dir()) / proc.cgroup.weight_file
+            assert weight_file.read_bytes().strip() == proc.cgroup.weight_default
+        finally:
+            await proc.destroy()
 
     async def test_layers_of_a_prebuilt_instance(self, sandbox, spec_factory, code_factory):
         await sandbox.generics.settled()
@@ -142,15 +156,20 @@ class TestPool:
         for proc in procs:
             await proc.destroy()
 
-    async def test_stays_bounded(self, sandbox):
+    async def test_stays_bounded(self, sandbox_factory, settings):
+        sandbox = sandbox_factory(Settings(**{**settings.__dict__, "sandbox_prebuilt": 0}))
         sandbox.generics.cap = 3
-        for memory in (128, 192, 256):
-            sandbox.keep_ready(shape_of(sandbox.settings, memory_mb=memory), 2)
-        await poll(lambda: sandbox.generics.building_count() == 0 and sandbox.generics.ready_count() >= 3, 20,
-                   "the pool to fill up to its cap")
-        await asyncio.sleep(0.1)
-        assert sandbox.generics.ready_count() + sandbox.generics.building_count() == 3
-        assert len(generic_pids(sandbox)) == 3
+        await sandbox.start()
+        try:
+            for memory in (128, 192, 256):
+                sandbox.keep_ready(shape_of(sandbox.settings, memory_mb=memory), 2)
+            await poll(lambda: sandbox.generics.building_count() == 0 and sandbox.generics.ready_count() >= 3, 20,
+                       "the pool to fill up to its cap")
+            await asyncio.sleep(0.1)
+            assert sandbox.generics.ready_count() + sandbox.generics.building_count() == 3
+            assert len(generic_pids(sandbox)) == 3
+        finally:
+            await sandbox.close()
 
     async def test_a_generic_instance_that_dies_is_replaced(self, sandbox):
         shape = shape_of(sandbox.settings)
