@@ -48,6 +48,7 @@ NETNS_PER_INSTANCE = "per-instance"
 
 def main() -> None:
     config = json.loads(sys.argv[1])
+    del sys.argv[1:]  # the config names host paths: nothing a forked instance should find lying around
     ctl = socket.socket(fileno=CONTROL_FD)
     started = time.perf_counter()
     zygote_sock = None
@@ -60,8 +61,10 @@ def main() -> None:
             "netns": NETNS_SHARED if prepared.landlock_fd is not None else NETNS_PER_INSTANCE,
             "filter_len": len(prepared.seccomp),
         }
-        if config.get("zygote"):
-            ready["zygote_pid"], zygote_sock = zygote.start(prepared, zygote.Config.from_dict(config["zygote"]))
+        zygote_config = zygote.Config.from_dict(config["zygote"]) if config.get("zygote") else None
+        del config  # (the zygote is a fork of this frame's process: its instances see the stack)
+        if zygote_config is not None:
+            ready["zygote_pid"], zygote_sock = zygote.start(prepared, zygote_config)
     except Exception as exc:  # reported to the platform, which turns it into SandboxUnavailable
         send(ctl, {"type": FAILED, "error": f"{type(exc).__name__}: {exc}"})
         return

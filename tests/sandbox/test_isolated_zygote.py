@@ -90,6 +90,16 @@ result = [len(out), threading.active_count(), subprocess.run(["/bin/echo", "hi"]
 ''')
         assert result == [1, 1, "hi\n"]
 
+    @pytest.mark.parametrize("creation", ["zygote", "prebuilt"])
+    async def test_the_stack_above_the_loop_holds_nothing_of_the_platform(self, instance, settings):
+        """A function can walk up its stack into the zygote's and the launcher's frames (it is
+        their fork): they must not hold the platform's configuration (host paths)."""
+        client = await instance()
+        seen = await client.run(STACK_WALK)
+        text = "\n".join(seen)
+        assert "_main" in text and "serve" in text  # the zygote's frames are there...
+        assert str(settings.data_dir) not in text and "mountpoint" not in text  # ...without the config
+
     @pytest.mark.parametrize("creation", ["exec", "zygote", "prebuilt"])
     async def test_system_exit_ends_the_runtime_with_its_status(self, instance):
         client = await instance()
@@ -128,3 +138,13 @@ class TestZygoteProcess:
         assert await first.run("result = 'first'") == "first"
         assert await second.run("result = 'second'") == "second"
         assert not Path(f"/proc/{old_launcher}").exists() or "Z" in Path(f"/proc/{old_launcher}/stat").read_text()
+
+
+STACK_WALK = '''
+import sys
+frame, seen = sys._getframe(), []
+while frame is not None:
+    seen.append(frame.f_code.co_name + " " + repr(frame.f_locals))
+    frame = frame.f_back
+result = seen
+'''
