@@ -45,7 +45,7 @@ from frazil.sandbox.enter import readonly_tree
 from frazil.sandbox.launcher_client import LauncherClient, LauncherError
 from frazil.sandbox.prebuilt import GenericPool
 from frazil.sandbox.probe import ProbeResult, probe
-from frazil.sandbox.spawn import exit_info_from_status
+from frazil.sandbox.spawn import ChildWaiter, exit_info_from_status
 from frazil.sandbox.uids import UidPool
 from frazil.sandbox.zygote import Config as ZygoteConfig
 from frazil.settings import MB, Settings
@@ -97,21 +97,10 @@ class IsolatedProcess(SandboxProcess):
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[ExitInfo] = self._loop.create_future()
         self._destroying: asyncio.Future[ExitInfo] | None = None
-        # The platform is this pid's parent (CLONE_PARENT) and the only one who reaps it,
-        # so the pid cannot be reused while we hold it: the pidfd is exact.
-        self._pidfd: int | None = os.pidfd_open(self.pid)
-        self._loop.add_reader(self._pidfd, self._on_exit)
+        # The platform is this pid's parent (CLONE_PARENT) and the only one who reaps it.
+        self._child = ChildWaiter(self.pid, on_exit=self._on_exit)
 
-    def _on_exit(self) -> None:
-        try:
-            reaped, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            reaped, status = self.pid, 0
-        if reaped == 0:
-            return
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._pidfd = None
+    def _on_exit(self, status: int) -> None:
         # Read before the cgroup is removed: the kernel's own count, not a guess from SIGKILL.
         info = exit_info_from_status(status, oom_killed=self.cgroup.oom_kills() > 0)
         if not self._exited.done():
@@ -120,7 +109,7 @@ class IsolatedProcess(SandboxProcess):
     @property
     def pidfd(self) -> int | None:
         """Our pidfd of the runtime; None once it has exited and been reaped."""
-        return self._pidfd
+        return self._child.pidfd
 
     @property
     def exited(self) -> bool:
@@ -162,11 +151,7 @@ class IsolatedProcess(SandboxProcess):
 
     def kill(self) -> None:
         """SIGKILL the runtime: it is PID 1 of its namespace, so the kernel kills the rest."""
-        if self._pidfd is not None:
-            try:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            except OSError:
-                pass
+        self._child.kill()
 
     async def destroy(self) -> ExitInfo:
         if self._destroying is None:
@@ -755,23 +740,12 @@ async def _setup_error(err_r: int) -> str:
 
 
 def _reap(pids: set[int]) -> None:
-    """Reap killed children of ours, when they are gone (a pidfd each, in the event loop)."""
-    loop = asyncio.get_running_loop()
+    """Reap killed children of ours when they are gone."""
     for pid in pids:
         try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
+            ChildWaiter(pid)  # the event loop's reader keeps it until the child is reaped
+        except OSError:  # gone and reaped already
             continue
-
-        def reap(pid=pid, pidfd=pidfd) -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # not ours after all
-                pass
-
-        loop.add_reader(pidfd, reap)
 
 
 def _open_trees(code_dir: str, layer_dirs: list[str]) -> list[int]:

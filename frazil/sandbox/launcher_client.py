@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from frazil.sandbox import wire
+from frazil.sandbox.spawn import ChildWaiter
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the folder holding frazil/
 BOOTSTRAP = ("import sys; sys.path.insert(0, {root!r}); "
@@ -172,46 +173,6 @@ def _closed(fds: list[int], sending: asyncio.Future, future: asyncio.Future) -> 
         future.set_exception(sending.exception())
 
 
-class _Child:
-    """A helper process that is our child: reaped through a pidfd as soon as it exits."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, pid: int, on_exit):
-        self.pid = pid
-        self._loop = loop
-        self._on_exit_cb = on_exit
-        self.exited: asyncio.Future = loop.create_future()  # the wait status
-        self._pidfd: int | None = os.pidfd_open(pid)
-        loop.add_reader(self._pidfd, self._on_exit)
-
-    def _on_exit(self) -> None:
-        try:
-            reaped, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            reaped, status = self.pid, 0
-        if reaped == 0:
-            return
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._pidfd = None
-        if not self.exited.done():
-            self.exited.set_result(status)
-        self._on_exit_cb()
-
-    def kill(self) -> None:
-        if self._pidfd is not None:
-            try:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            except OSError:
-                pass
-
-    async def wait(self, timeout_s: float) -> None:
-        try:
-            await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
-        except asyncio.TimeoutError:
-            self.kill()
-            await self.exited
-
-
 class LauncherClient:
     def __init__(self, config: dict, env: dict | None = None):
         self._config = config
@@ -219,7 +180,7 @@ class LauncherClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._launcher: _Peer | None = None
         self._zygote: _Peer | None = None
-        self._children: list[_Child] = []
+        self._children: list[ChildWaiter] = []
         self.pid: int | None = None
         self.zygote_pid: int | None = None
         self.zygote_error: str | None = None  # why there is no zygote, when there is none
@@ -250,7 +211,7 @@ class LauncherClient:
             os.close(theirs_fd)
             theirs.close()
         self._launcher = _Peer(self._loop, ours, "launcher")
-        self._children.append(_Child(self._loop, self.pid, self._launcher.gone))
+        self._children.append(ChildWaiter(self.pid, on_exit=lambda _status: self._launcher.gone()))
         try:
             message, fds = await asyncio.wait_for(asyncio.shield(self._launcher.ready), timeout_s)
         except asyncio.TimeoutError:
@@ -268,7 +229,7 @@ class LauncherClient:
         if "zygote_pid" in message and fds:
             self.zygote_pid = int(message["zygote_pid"])
             self._zygote = _Peer(self._loop, socket.socket(fileno=fds[0]), "zygote")
-            self._children.append(_Child(self._loop, self.zygote_pid, self._zygote.gone))
+            self._children.append(ChildWaiter(self.zygote_pid, on_exit=lambda _status: self._zygote.gone()))
             for fd in fds[1:]:
                 os.close(fd)
         else:

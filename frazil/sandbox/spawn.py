@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import signal
 import socket
+from typing import Callable
 
 from frazil.runtimes import CHANNEL_FD
 from frazil.sandbox.base import ExitInfo
@@ -49,27 +51,53 @@ def _above(fd: int, floor: int) -> int:
 
 
 class ChildWaiter:
-    """Reaps one child of this process when it exits, through a pidfd in the event loop."""
+    """A child of this process, watched through a pidfd in the event loop and reaped the
+    moment it exits. Only we reap it, so its pid cannot be reused while `pidfd` is open: the
+    pidfd is exact, for signals or to hand to another process, until the child is reaped.
 
-    def __init__(self, pid: int):
+    `on_exit(status)` runs first, in the event loop, before anyone waiting resumes (e.g. to
+    read the child's cgroup before it is removed)."""
+
+    def __init__(self, pid: int, on_exit: Callable[[int], None] | None = None):
         self.pid = pid
         self._loop = asyncio.get_running_loop()
-        self._done: asyncio.Future[int] = self._loop.create_future()
-        self._pidfd = os.pidfd_open(pid)
-        self._loop.add_reader(self._pidfd, self._on_exit)
+        self._on_exit_cb = on_exit
+        self.exited: asyncio.Future[int] = self._loop.create_future()  # the wait status
+        self.pidfd: int | None = os.pidfd_open(pid)
+        self._loop.add_reader(self.pidfd, self._on_exit)
 
     def _on_exit(self) -> None:
         try:
-            _, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            status = 0
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        if not self._done.done():
-            self._done.set_result(status)
+            reaped, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already
+            reaped, status = self.pid, 0
+        if reaped == 0:  # not gone yet after all
+            return
+        self._loop.remove_reader(self.pidfd)
+        os.close(self.pidfd)
+        self.pidfd = None
+        if self._on_exit_cb is not None:
+            self._on_exit_cb(status)
+        if not self.exited.done():
+            self.exited.set_result(status)
 
-    async def wait(self) -> int:
-        return await asyncio.shield(self._done)
+    def kill(self) -> None:
+        """SIGKILL the child unless it is gone. Never raises."""
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+
+    async def wait(self, timeout_s: float | None = None) -> int:
+        """The wait status; after `timeout_s` the child is killed and then waited for."""
+        if timeout_s is None:
+            return await asyncio.shield(self.exited)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
+        except asyncio.TimeoutError:
+            self.kill()
+            return await asyncio.shield(self.exited)
 
 
 def exit_info_from_status(status: int, oom_killed: bool = False) -> ExitInfo:
