@@ -18,6 +18,7 @@ import pytest
 from frazil.sandbox.base import SandboxError
 from frazil.sandbox.cgroups import Limits
 from frazil.settings import Settings
+from tests.conftest import alive, host_mounts_mentioning
 
 from tests.sandbox.conftest import CREATION_PATHS, EXEC_AND_PREBUILT, instance_cgroups
 
@@ -38,24 +39,12 @@ result = "lingering"
 '''
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 async def poll(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-def host_mounts_mentioning(text: str) -> list[str]:
-    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if text in line]
 
 
 class TestDestroy:
