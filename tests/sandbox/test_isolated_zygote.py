@@ -32,7 +32,7 @@ result = {
     "stdin": [sys.stdin.name, sys.stdin.read()],
     "frazil_modules": sorted(m for m in sys.modules if m == "frazil" or m.startswith("frazil.")),
     "main_thread": threading.main_thread() is threading.current_thread(),
-    "pid": os.getpid(), "ppid": os.getppid(), "tmp": sorted(os.listdir("/tmp")),
+    "pid": os.getpid(), "ppid": os.getppid(), "tmp": sorted(os.listdir("/tmp")), "nice": os.getpriority(os.PRIO_PROCESS, 0),
     "gc": __import__("gc").isenabled(), "gc_frozen": __import__("gc").get_freeze_count() > 0,
 }
 '''
