@@ -201,11 +201,24 @@ class IsolatedSandbox(Sandbox):
         self._ids: dict[str, IsolatedProcess | None] = {}
         self._launcher_lock = asyncio.Lock()
         self._closing = False
+        self._early_hello_ok = False
         self._zygote_warned: LauncherClient | None = None
         self._tiers_pinned = False
         self._specializing: set[asyncio.Future] = set()  # destroys in the background, awaited at close
         self._interpreters: dict[str, str] = {}  # runtime name -> interpreter path (see _interpreter)
         self._realpaths: dict[str, str] = {}  # code/layer dir -> resolved (see _readable_dir)
+
+    @property
+    def early_hello_ok(self) -> bool:
+        return self._early_hello_ok
+
+    @early_hello_ok.setter
+    def early_hello_ok(self, value: bool) -> None:
+        # The pool says so after start(): begin building the tiers' generic instances now,
+        # not at the first cold start.
+        self._early_hello_ok = value
+        if value and self.layout is not None and not self._closing:
+            self._pin_tiers()
 
     @classmethod
     def probe_and_create(cls, settings: Settings) -> "IsolatedSandbox":
