@@ -8,13 +8,17 @@ Ownership, one level per class:
   of the platform, watched through a pidfd), its cgroup, its uid and the platform's ends of
   its channel and output pipe; `destroy()` releases all of them.
 
-Creating one instance, fastest path first (`create`):
-  prebuilt  a generic instance of the spec's shape (runtime + tier limits) is ready: the
-            launcher attaches the code and layers to it (`frazil.sandbox.specialize`); the
-            runtime inside already said hello and waits for "init". ~0.2 ms.
+Creating one instance, fastest path first (`create`; measured on a 2-vCPU VM, create() to
+the runtime's "ready" after init, p50: prebuilt ~1.6-1.9 ms, zygote ~6 ms, exec ~30 ms):
+  prebuilt  a generic instance of the spec's shape (runtime + tier limits) is ready (built
+            ahead of time, `frazil.sandbox.prebuilt`): create() opens read-only trees of the
+            code and layers and hands them to the launcher, which attaches them from outside
+            (`frazil.sandbox.specialize`); a Python one waits for its go byte before reading
+            "init", so create() returns without waiting (~0.2-0.5 ms); a Node one is waited for.
   zygote    (Python, pool empty) the zygote forks a generic instance now, then as above.
-  exec      (Node, pool empty; or Python without a zygote) the launcher clones a child that
-            enters the sandbox with the code mounted and execs the runtime.
+  exec      (Node, pool empty; or Python without a zygote; or a pool that cannot read an
+            early hello) the launcher clones a child that enters the sandbox with the code
+            mounted and execs the runtime.
 Building one (generic or not): the platform makes the cgroup dirs + limits and opens their
 join files, the socketpair, output and error pipes; the launcher or the zygote clones the
 child with CLONE_PARENT (the sequence is in `frazil.sandbox.enter.launch`); the error pipe
