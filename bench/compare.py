@@ -440,7 +440,6 @@ def print_report(report: Report, sandbox: str, args) -> None:
     b, a = cm["before"], cm["after"]
     used_delta = a["free_m"]["used"] - b["free_m"]["used"]
     server_delta_mb = (a["server_pss_kb"] - b["server_pss_kb"]) / 1024
-    helpers_delta_mb = (a["helpers_pss_kb"] - b["helpers_pss_kb"]) / 1024
     pss_mean = sum(pss) / n if n else float("nan")
     all_in = used_delta / n if n else float("nan")
     mem_rows = [

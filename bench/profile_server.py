@@ -19,7 +19,6 @@ Throughput under py-spy (`--nonblocking`) is a little below the unprofiled figur
 from __future__ import annotations
 
 import linecache
-import os
 import re
 import shutil
 import signal

@@ -34,7 +34,6 @@ import os
 import re
 import resource
 import secrets
-import signal
 import socket
 import stat
 import time

@@ -16,7 +16,6 @@ import asyncio
 import fcntl
 import json
 import os
-import signal
 import socket
 import sys
 from pathlib import Path

@@ -4,14 +4,13 @@ Each case deploys a function that attacks the platform, the host or other functi
 checks that the attack ends with a clear result while a bystander function keeps answering.
 Hostile code never runs without the sandbox: the whole module skips, saying why.
 """
-import os
 import textwrap
 import threading
 import time
 
 import pytest
 
-from tests.conftest import SANDBOX_PROBLEM, wait_until
+from tests.conftest import SANDBOX_PROBLEM
 
 pytestmark = pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=SANDBOX_PROBLEM or "")
 

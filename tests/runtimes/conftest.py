@@ -6,7 +6,6 @@ import json
 import os
 import select
 import signal
-import socket
 import time
 import uuid
 from pathlib import Path

@@ -2,7 +2,6 @@
 import os
 import time
 
-import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from frazil.settings import Settings
