@@ -16,6 +16,7 @@ nothing is queued or running (tests).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -132,8 +133,8 @@ class Dispatcher:
 
     async def _execute(self, record: InvocationRecord, version, slots) -> None:
         try:
-            claimed = InvocationRecord(**{**record.__dict__, "status": InvocationStatus.RUNNING,
-                                          "owner": self.owner, "started_at": time.time()})
+            claimed = dataclasses.replace(record, status=InvocationStatus.RUNNING, owner=self.owner,
+                                          started_at=time.time())
             if not await self.store.update(claimed, expect=InvocationStatus.QUEUED):
                 return  # someone else took it
             event = (record.event or "null").encode()

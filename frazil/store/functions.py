@@ -119,7 +119,3 @@ class FunctionStore:
             await conn.execute(delete(versions).where(versions.c.function == name))
             result = await conn.execute(delete(functions).where(functions.c.name == name))
         return result.rowcount > 0
-
-    async def bundle_hashes_in_use(self) -> set[str]:
-        async with self.engine.connect() as conn:
-            return set((await conn.execute(select(versions.c.bundle_hash).distinct())).scalars())

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from frazil.store.models import InvocationRecord, InvocationStatus
 from frazil.store.schema import invocations
 
-_COLUMNS = [f.name for f in fields(InvocationRecord) if f.name != "extra"]
+_COLUMNS = [f.name for f in fields(InvocationRecord)]
 _LIST_COLUMNS = [c for c in _COLUMNS if c not in ("event",)]
 
 

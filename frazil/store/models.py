@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,17 +27,6 @@ class InvocationStatus(str, enum.Enum):
 
 
 _FINAL = {InvocationStatus.SUCCEEDED, InvocationStatus.FAILED, InvocationStatus.TIMEOUT, InvocationStatus.THROTTLED}
-
-# The only legal moves; a record never leaves a final state.
-_TRANSITIONS = {
-    InvocationStatus.QUEUED: {InvocationStatus.RUNNING, InvocationStatus.THROTTLED, InvocationStatus.FAILED},
-    InvocationStatus.RUNNING: {InvocationStatus.QUEUED, *_FINAL},  # QUEUED: retry, or requeue after a crash
-}
-
-
-def check_transition(old: InvocationStatus, new: InvocationStatus) -> None:
-    if new not in _TRANSITIONS.get(old, ()):
-        raise ValueError(f"an invocation cannot go from {old.value} to {new.value}")
 
 
 def iso(ts: float | None) -> str | None:
@@ -104,7 +93,6 @@ class InvocationRecord:
     next_attempt_at: float | None = None
     expires_at: float | None = None
     owner: str | None = None
-    extra: dict = field(default_factory=dict, repr=False)
 
     def public_view(self) -> dict[str, Any]:
         import orjson

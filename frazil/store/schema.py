@@ -4,8 +4,7 @@ Times are epoch seconds (float): cheap to compare, the same on SQLite and Postgr
 API renders them as ISO 8601. Code bundles live in the blob store, keyed by content hash.
 The BaaS data tables (frazil.data.schema) register themselves on the same `metadata`.
 """
-from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint)
+from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -66,12 +65,4 @@ invocations = Table(
     Column("owner", String(64), nullable=True),  # async: the node that claimed it
     Index("ix_invocations_function_created", "function", "created_at"),
     Index("ix_invocations_status_next", "status", "next_attempt_at"),
-)
-
-settings_kv = Table(
-    "platform_settings",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-    UniqueConstraint("key"),
 )
