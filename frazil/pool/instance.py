@@ -24,7 +24,8 @@ from frazil.store.models import FunctionVersion, InvocationStatus
 
 log = logging.getLogger(__name__)
 
-# The SDK's host side: (instance, sdk_call message) -> reply fields. Set by the platform.
+# The SDK's host side, called as each sdk_call frame arrives: it must check the call's
+# credential before returning, and returns what serves it (-> the sdk_reply's fields).
 SdkHandler = Callable[["Instance", dict], Awaitable[dict]]
 
 
@@ -285,7 +286,7 @@ class Instance:
             return
         kind = message.get("type")
         if kind == protocol.SDK_CALL:
-            asyncio.ensure_future(self._serve_sdk_call(message))
+            self._start_sdk_call(message)
             return
         if kind == protocol.RESULT:
             # The invocation ends with this frame: an sdk_call behind it in the same read
@@ -297,12 +298,22 @@ class Instance:
         else:
             self._fail(f"the runtime sent an unexpected {message.get('type')!r} frame")
 
-    async def _serve_sdk_call(self, message: dict) -> None:
-        call = message.get("call")
+    def _start_sdk_call(self, message: dict) -> None:
+        # Handed over now, in frame order: the credential is judged as the call arrives, not
+        # after a result frame read in the same chunk has ended the invocation.
         try:
             if self._sdk_handler is None:
                 raise RuntimeError("the SDK is not available on this platform")
-            reply = await self._sdk_handler(self, message)
+            pending = self._sdk_handler(self, message)
+        except Exception as exc:  # an SDK failure is the function's error, not ours
+            pending = exc
+        asyncio.ensure_future(self._finish_sdk_call(message.get("call"), pending))
+
+    async def _finish_sdk_call(self, call, pending) -> None:
+        try:
+            if isinstance(pending, Exception):
+                raise pending
+            reply = await pending
         except Exception as exc:  # an SDK failure is the function's error, not ours
             reply = {"ok": False, "error": error_dict(type(exc).__name__, str(exc))}
         if self.alive and self._transport is not None and not self._transport.is_closing():

@@ -70,11 +70,20 @@ class SdkHost:
         # Per-instance state lives as long as the instance object does.
         self._calls: weakref.WeakKeyDictionary[Any, _InstanceCalls] = weakref.WeakKeyDictionary()
 
-    async def handle(self, instance, message: dict) -> dict:
-        """Serve one sdk_call from `instance`; the answer's fields go into the sdk_reply."""
-        op = message.get("op")
+    def handle(self, instance, message: dict) -> Awaitable[dict]:
+        """Check one sdk_call's credential now, as its frame arrives (a call read just before
+        its invocation's result frame is still that invocation's), and return the coroutine
+        that serves it; the answer's fields go into the sdk_reply."""
         try:
             self._authenticate(instance, message)
+        except CredentialRefused as exc:
+            log.info("refused an SDK call (%s) from instance %s: %s", message.get("op"), instance.id, exc.message)
+            return _answer(_error(exc))
+        return self._serve(instance, message)
+
+    async def _serve(self, instance, message: dict) -> dict:
+        op = message.get("op")
+        try:
             serve = OPS.get(op) if isinstance(op, str) else None
             if serve is None:
                 raise BadRequest(f"unknown SDK operation {op!r}")
@@ -83,9 +92,7 @@ class SdkHost:
                     return {"ok": True, "value": await serve(self, instance, message)}
             return {"ok": True, "value": await serve(self, instance, message)}
         except FrazilError as exc:
-            if isinstance(exc, CredentialRefused):
-                log.info("refused an SDK call (%s) from instance %s: %s", op, instance.id, exc.message)
-            return {"ok": False, "error": {"type": exc.type, "message": exc.message, "status": exc.status}}
+            return _error(exc)
 
     async def close(self) -> None:
         await self.proxy.close()
@@ -215,3 +222,11 @@ OPS: dict[str, Op] = {
     "db.tables": SdkHost._db_tables,
     "http.request": SdkHost._http_request,
 }
+
+
+def _error(exc: FrazilError) -> dict:
+    return {"ok": False, "error": {"type": exc.type, "message": exc.message, "status": exc.status}}
+
+
+async def _answer(reply: dict) -> dict:
+    return reply

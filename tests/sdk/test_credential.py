@@ -162,6 +162,17 @@ class TestHostChecks:
                                                         "record": {}})
         assert reply == {"ok": True, "value": {"id": "x"}} and data.calls == ["insert"]
 
+    async def test_the_credential_is_judged_when_the_call_arrives(self, host):
+        """A call read while its invocation runs is served even if the invocation's result
+        frame (read in the same chunk, just after it) ends the credential before it runs."""
+        sdk, data = host
+        instance = fake_instance("tok")
+        pending = sdk.handle(instance, {"op": "db.insert", "sdk_token": "tok", "table": "t", "record": {}})
+        instance.sdk_token = instance.current_invocation = None  # the result frame came next
+        assert await pending == {"ok": True, "value": {"id": "x"}} and data.calls == ["insert"]
+        late = sdk.handle(instance, {"op": "db.insert", "sdk_token": "tok", "table": "t", "record": {}})
+        assert (await late)["error"]["type"] == "CredentialRefused" and data.calls == ["insert"]
+
     async def test_unknown_operation(self, host):
         sdk, _ = host
         reply = await sdk.handle(fake_instance("tok"), {"op": "os.system", "sdk_token": "tok"})
