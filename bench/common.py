@@ -373,9 +373,9 @@ def is_spare_instance(pid: int) -> bool:
         return False
 
 
-def cgroup_cpu_stat(pid: int) -> dict[str, int] | None:
-    """cpu.stat of the CPU cgroup `pid` is in (v1 `cpu` controller, or v2), when not the
-    root: nr_periods, nr_throttled, throttled_time (ns in v1; v2's throttled_usec)."""
+def cgroup_file(pid: int, controller: str, v1_name: str, v2_name: str) -> Path | None:
+    """The file `v1_name` of the v1 `controller` cgroup `pid` is in (or `v2_name` of its v2
+    cgroup), when that cgroup is not the root and the file is there."""
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             lines = f.read().splitlines()
@@ -385,17 +385,25 @@ def cgroup_cpu_stat(pid: int) -> dict[str, int] | None:
         _, controllers, path = line.split(":", 2)
         if path in ("/", ""):
             continue
-        if "cpu" in controllers.split(","):
-            candidate = Path("/sys/fs/cgroup/cpu") / path.lstrip("/") / "cpu.stat"
+        if controller in controllers.split(","):
+            candidate = Path("/sys/fs/cgroup") / controller / path.lstrip("/") / v1_name
         elif controllers == "":
-            candidate = Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.stat"
+            candidate = Path("/sys/fs/cgroup") / path.lstrip("/") / v2_name
         else:
             continue
-        try:
-            return {k: int(v) for k, v in (x.split() for x in candidate.read_text().splitlines())}
-        except (OSError, ValueError):
-            continue
+        if candidate.exists():
+            return candidate
     return None
+
+
+def cgroup_cpu_stat(pid: int) -> dict[str, int] | None:
+    """cpu.stat of the CPU cgroup `pid` is in: nr_periods, nr_throttled, throttled_time (ns in
+    v1; v2's throttled_usec)."""
+    path = cgroup_file(pid, "cpu", "cpu.stat", "cpu.stat")
+    try:
+        return {k: int(v) for k, v in (x.split() for x in path.read_text().splitlines())} if path else None
+    except (OSError, ValueError):
+        return None
 
 
 def throttle_summary(stats: list[dict | None]) -> dict:
@@ -409,27 +417,12 @@ def throttle_summary(stats: list[dict | None]) -> dict:
 
 def memory_cgroup_usage_kb(pid: int) -> int | None:
     """What the kernel charges to the memory cgroup `pid` is in (v1 memory.usage_in_bytes,
-    or v2 memory.current), when that cgroup is not the root."""
+    or v2 memory.current)."""
+    path = cgroup_file(pid, "memory", "memory.usage_in_bytes", "memory.current")
     try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
+        return int(path.read_text()) // 1024 if path else None
+    except (OSError, ValueError):
         return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if path in ("/", ""):
-            continue
-        if "memory" in controllers.split(","):
-            candidate = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.usage_in_bytes"
-        elif controllers == "":
-            candidate = Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.current"
-        else:
-            continue
-        try:
-            return int(candidate.read_text()) // 1024
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
