@@ -8,7 +8,7 @@ import time
 import orjson
 
 from frazil.errors import BadRequest, Unauthorized
-from frazil.scheduler.invoker import envelope
+from frazil.scheduler.invoker import envelope_json
 from frazil.store.ids import new_id
 from frazil.store.models import InvocationRecord, InvocationStatus
 
@@ -52,4 +52,4 @@ async def handle_invoke(platform, name: str, mode: str, authorization: str | Non
         return 202, orjson.dumps({"success": True, "message": "accepted", "invocation_id": record.id,
                                   "status": record.status.value})
     record, outcome = await platform.invoker.invoke_sync(version, event)
-    return 200, orjson.dumps(envelope(record, outcome))
+    return 200, envelope_json(record, outcome)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
-
 import orjson
 
 from frazil.errors import NotFound, TooManyRequests
@@ -24,19 +22,18 @@ from frazil.store.record_writer import RecordWriter
 log = logging.getLogger(__name__)
 
 
-def envelope(record: InvocationRecord, outcome: InvokeOutcome) -> dict[str, Any]:
-    """The result envelope of SPEC.md."""
-    body: dict[str, Any] = {
+def envelope_json(record: InvocationRecord, outcome: InvokeOutcome) -> bytes:
+    """The result envelope of SPEC.md, encoded. The result goes in as the JSON text the
+    record already holds (`Invoker.run` encoded it once), not encoded a second time."""
+    head = orjson.dumps({
         "success": outcome.ok,
         "message": "success" if outcome.ok else (outcome.error or {}).get("message", "the invocation failed"),
-        "result": outcome.result if outcome.ok else None,
-        "invocation_id": record.id,
-        "cold": bool(record.cold),
-        "duration_ms": outcome.duration_ms,
-    }
+    })
+    tail = {"invocation_id": record.id, "cold": bool(record.cold), "duration_ms": outcome.duration_ms}
     if not outcome.ok:
-        body["error"] = outcome.error
-    return body
+        tail["error"] = outcome.error
+    result = record.result.encode() if outcome.ok and record.result is not None else b"null"
+    return head[:-1] + b',"result":' + result + b"," + orjson.dumps(tail)[1:]
 
 
 class Invoker:
