@@ -10,8 +10,6 @@ stored as epoch seconds rounded to the millisecond, so a time read from a record
 from __future__ import annotations
 
 import re
-import secrets
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -78,33 +76,6 @@ def _json_kind(value) -> str:
     return type(value).__name__
 
 
-# --- ids --------------------------------------------------------------------------------
-
-class RecordIds:
-    """Record ids: 12 hex digits of epoch milliseconds, a 4-digit sequence, 12 random digits.
-
-    Within one process ids strictly increase, so the default order (by id) is insertion order
-    even for inserts within one millisecond; across processes (a cluster) it is insertion order
-    to the millisecond. The clock going backwards never makes an id smaller than the last one."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._ms = 0
-        self._seq = 0
-
-    def __call__(self) -> str:
-        with self._lock:
-            ms = int(time.time() * 1000)
-            if ms > self._ms:
-                self._ms, self._seq = ms, 0
-            else:
-                self._seq += 1
-                if self._seq > 0xFFFF:  # 65536 ids in one millisecond: borrow the next one
-                    self._ms, self._seq = self._ms + 1, 0
-            return f"{self._ms:012x}{self._seq:04x}{secrets.token_hex(6)}"
-
-
-new_record_id = RecordIds()
 
 
 # --- time -------------------------------------------------------------------------------

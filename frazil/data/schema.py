@@ -51,7 +51,7 @@ data_records = Table(
     # No foreign key to data_tables: dropping a table deletes its records explicitly, in the
     # same transaction, and an insert that auto-creates its table needs no ordering games.
     Column("table_name", String(63), primary_key=True),
-    Column("id", String(32), primary_key=True),  # records.new_record_id: time-ordered
+    Column("id", String(32), primary_key=True),  # frazil.store.ids.new_id: time-ordered
     Column("created_by", String(32), nullable=True),  # a user id; None for the admin or anonymous
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),

@@ -27,10 +27,11 @@ from frazil.data.accounts import Accounts
 from frazil.data.acl import Acl, AclMode, Action, Principal, Scope, authorize, require_admin
 from frazil.data.filters import compile_order, compile_where, parse_order, parse_where
 from frazil.data.jsonsql import for_dialect
-from frazil.data.records import check_fields, check_table_name, iso, new_record_id, now_ms, view
+from frazil.data.records import check_fields, check_table_name, iso, now_ms, view
 from frazil.data.schema import data_records, data_tables
 from frazil.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from frazil.settings import Settings
+from frazil.store.ids import new_id
 from frazil.store.sql import insert_ignore
 
 DEFAULT_LIMIT = 100
@@ -143,7 +144,7 @@ class DataService:
         authorize(acl.write, principal, Action.WRITE, table)
         # Normalised to plain JSON types: what is stored is exactly what is answered.
         record = orjson.loads(check_fields(record, "record", self.settings.max_record_bytes))
-        record_id, now = new_record_id(), now_ms()
+        record_id, now = new_id(), now_ms()
         created_by = principal.user_id  # None for the admin and for anonymous writers
         values = select(literal(table, String), literal(record_id, String), literal(created_by, String),
                         literal(now, Float), literal(now, Float), literal(record, _records.c.data.type))

@@ -229,11 +229,11 @@ class TestRecords:
 class TestRecordIds:
     def test_monotonic_within_a_millisecond_and_across_a_clock_step_back(self, monkeypatch):
         """Ids strictly increase, even when the clock stands still or steps back."""
-        import frazil.data.records as records
+        import frazil.store.ids as store_ids
 
-        ids = records.RecordIds()
+        ids = store_ids.TimeOrderedIds()
         now = [1_700_000_000.0]
-        monkeypatch.setattr(records.time, "time", lambda: now[0])
+        monkeypatch.setattr(store_ids.time, "time", lambda: now[0])
         made = [ids() for _ in range(70_000)]  # more than one millisecond's sequence space
         now[0] -= 5
         made.append(ids())
