@@ -36,36 +36,24 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (EVENT, HELLO_PY, HOST, PYTHON, VENV_BIN, FrazilServer, OwnedProcess, Report, base_parser,
-                          cgroup_cpu_stat, check_duration, check_status_200, choose_sandbox, descendants, envelope_checker, free_m, free_port,
-                          http_request_bytes, install_signal_handlers, machine_info, memory_cgroup_usage_kb,
-                          metric_sum, percentile, smaps_kb, summarize, throttle_summary, tree_kb,
-                          wait_for_port)
+from bench.cli import base_parser, start_run
+from bench.client import envelope_checker
+from bench.functions import EVENT, HELLO_PY
+from bench.functions_framework import FunctionsFramework, ff_check, ff_version
 from bench.invoke_latency import (LATENCY_HEADERS, THROUGHPUT_HEADERS, create_mean_ms, deploy_cold_set, deploy_hello,
                                   frazil_throughput, latency_rows, measure_cold, measure_throughput,
                                   measure_warm_and_bare, server_env, throughput_rows, warm_up_wrk)
+from bench.metrics import metric_sum
+from bench.paths import PYTHON
+from bench.procfs import cgroup_cpu_stat, free_m, memory_cgroup_usage_kb, smaps_kb, throttle_summary, tree_kb
+from bench.report import Report
+from bench.server import FrazilServer
+from bench.stats import percentile, summarize
+from frazil.testing.processes import descendants
 
 # What the plain sandbox gives a runtime; the spawn baselines get the same.
 SPAWN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 GB24_MB = 24 * 1024
-
-FF_SOURCE = '''\
-def hello(request):
-    """functions-framework default mode: a Flask request."""
-    event = request.get_json(silent=True) or {}
-    return {"hello": event.get("name", "world")}
-
-
-async def hello_async(request):
-    """functions-framework --asgi: a Starlette request (an async handler runs on the loop)."""
-    body = await request.body()
-    event = json.loads(body) if body else {}
-    return {"hello": event.get("name", "world")}
-
-
-import json  # noqa: E402
-'''
-
 
 # --- 1. process-start baselines -------------------------------------------------------------
 
@@ -126,7 +114,7 @@ async def _instance_per_call(sandbox_name: str, n: int, options: dict) -> dict:
     from frazil.sandbox.base import SandboxSpec
     from frazil.sandbox.select import make_sandbox
     from frazil.settings import Settings
-    from frazil.store.models import FunctionVersion, VersionStatus
+    from frazil.store.models import Access, FunctionVersion, VersionStatus
 
     work = Path(tempfile.mkdtemp(prefix="frazil-bench-sbx-"))
     code = work / "code"
@@ -141,11 +129,9 @@ async def _instance_per_call(sandbox_name: str, n: int, options: dict) -> dict:
     settings.data_dir.mkdir()
     version = FunctionVersion(function="bench", number=1, status=VersionStatus.READY, runtime=PY_RUNTIME.name,
                               handler="index.main", memory_mb=128, timeout_s=10.0, env={}, resident=0,
-                              public=False, bundle_hash="0" * 64, bundle_bytes=0, layer_key=None,
+                              access=Access.ADMIN, http=False, bundle_hash="0" * 64, bundle_bytes=0, layer_key=None,
                               created_at=time.time())
     sandbox = make_sandbox(settings)
-    if options.get("early_hello"):
-        sandbox.early_hello_ok = True
     await sandbox.start()
     create_to_result, destroy, sandbox_ms, create_ms, start_ms, invoke_ms = [], [], [], [], [], []
     paths: Counter = Counter()
@@ -159,6 +145,8 @@ async def _instance_per_call(sandbox_name: str, n: int, options: dict) -> dict:
             instance = Instance(version, proc, log_cap=65536, max_result_bytes=6 * 1024 * 1024)
             try:
                 await instance.start(init_timeout_s=10)
+                if hasattr(instance, "lease"):  # since issue 9 an instance serves only while leased
+                    instance.lease()
                 tb = time.perf_counter_ns()
                 outcome = await instance.invoke(f"inv{i}", EVENT, cold=True, timeout_s=10)
                 t1 = time.perf_counter_ns()
@@ -182,18 +170,17 @@ async def _instance_per_call(sandbox_name: str, n: int, options: dict) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     return {"create_to_result_ms": create_to_result, "destroy_ms": destroy, "sandbox_create_ms": sandbox_ms,
             "create_ms": create_ms, "start_ms": start_ms, "invoke_ms": invoke_ms, "paths": dict(paths),
-            "settings": {k: v for k, v in options.items() if k in known or k == "early_hello"}}
+            "settings": {k: v for k, v in options.items() if k in known}}
 
 
 # (label, sandbox, Settings overrides): exec'ing a fresh interpreter per call is the
 # baseline asked for; the zygote row shows the isolated sandbox's own fast path, per call.
-# `early_hello`: let the sandbox hand over runtimes that said hello already, as the pool does
-# (which is what enables the zygote and pre-built paths in the isolated sandbox).
+# No instances built ahead of time in either isolated row (`sandbox_prebuilt` 0: the sandbox
+# would otherwise keep the shape it sees ready, and later creates would take that path).
 PER_CALL = [
     ("plain sandbox, exec", "plain", {}),
-    ("isolated sandbox, exec", "isolated", {"sandbox_zygote": False}),
-    ("isolated sandbox, zygote fork", "isolated", {"sandbox_zygote": True, "sandbox_prebuilt": 0,
-                                                   "early_hello": True}),
+    ("isolated sandbox, exec", "isolated", {"sandbox_zygote": False, "sandbox_prebuilt": 0}),
+    ("isolated sandbox, zygote fork", "isolated", {"sandbox_zygote": True, "sandbox_prebuilt": 0}),
 ]
 
 
@@ -219,67 +206,14 @@ def unshare_exec(n: int) -> dict:
 # --- 4. functions-framework ----------------------------------------------------------------------
 
 
-class FunctionsFramework:
-    """`functions-framework --target T --source S [--asgi]` on 127.0.0.1 (no isolation)."""
-
-    def __init__(self, source: Path, asgi: bool):
-        self.asgi = asgi
-        self.source = source
-        self.port = free_port()
-        self.target = "hello_async" if asgi else "hello"
-        self.owned: OwnedProcess | None = None
-        self.log_path = source.parent / f"ff-{'asgi' if asgi else 'default'}.log"
-        self.argv = [str(VENV_BIN / "functions-framework"), "--target", self.target, "--source", str(source),
-                     "--host", HOST, "--port", str(self.port)] + (["--asgi"] if asgi else [])
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def __enter__(self):
-        with open(self.log_path, "ab") as log:
-            popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=self.source.parent)
-        self.owned = OwnedProcess(popen, f"functions-framework on port {self.port}", term_timeout_s=10)
-        try:
-            wait_for_port(self.port, self.owned, 30, self.log_path)
-        except BaseException:
-            self.owned.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.owned.stop()
-
-    def invoke_request(self) -> bytes:
-        return http_request_bytes("POST", "/", self.port, body=EVENT, headers={"Content-Type": "application/json"})
-
-
-def ff_check(status: int, body: bytes) -> None:
-    check_status_200(status, body)
-    if b'"hello"' not in body:
-        raise RuntimeError(f"unexpected functions-framework answer: {body[:200]!r}")
-
-
 def measure_ff(asgi: bool, work: Path, n: int, warmup: int, duration_s: float) -> dict:
-    source = work / "main.py"
-    source.write_text(FF_SOURCE)
-    with FunctionsFramework(source, asgi) as ff:
+    with FunctionsFramework(work, asgi) as ff:
         lat = measure_warm_and_bare(ff.port, ff.invoke_request(), n, warmup, ff_check, ff_check, bare_path=None)
         headers = {"Content-Type": "application/json"}
         warm_up_wrk(ff.url, "/", headers)
         runs = measure_throughput(ff.url, "/", headers, duration_s, bare_path=None,
                                   cpu_groups=lambda: {"server": [ff.owned.popen.pid, *descendants(ff.owned.popen.pid)]})
         return {"argv": ff.argv, "warm_ms": lat["warm_ms"], "runs": runs}
-
-
-def ff_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("functions-framework")
-    except Exception:
-        return "?"
 
 
 # --- 5. cold starts over HTTP and idle instance memory -------------------------------------------
@@ -328,13 +262,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warm", type=int, default=2000, help="sequential warm requests timed per server")
     parser.add_argument("--warmup", type=int, default=300, help="untimed warm-up requests per route")
     args = parser.parse_args(argv)
-    check_duration(args)
-    install_signal_handlers()
-    report = Report("compare", quiet_wait_s=args.quiet_wait)
-    sandbox, note = choose_sandbox(args.sandbox)
-    report.data.update(machine=machine_info(), sandbox=sandbox, sandbox_note=note, args=vars(args),
-                       functions_framework=ff_version())
-    print(f"# compare - sandbox: {sandbox} ({note}); functions-framework {ff_version()}", flush=True)
+    report, sandbox = start_run("compare", args, functions_framework=ff_version())
     try:
         run_phases(report, sandbox, args)
     except BaseException as exc:

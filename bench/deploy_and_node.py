@@ -19,19 +19,20 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (HELLO_PY, REPO, FrazilServer, KeepAliveClient, Report, base_parser, check_duration,
-                          choose_sandbox, envelope_checker, install_signal_handlers, machine_info, summarize)
+from bench.cli import base_parser, check_duration
+from bench.client import KeepAliveClient, envelope_checker
+from bench.functions import HELLO_PY
 from bench.invoke_latency import LATENCY_HEADERS, latency_rows, measure_cold
+from bench.machine import machine_info
+from bench.paths import REPO
+from bench.processes import install_signal_handlers
+from bench.report import Report
+from bench.server import FrazilServer, choose_sandbox
+from bench.stats import summarize
+from frazil.testing import folder_files
 
 HELLO_JS = "exports.main = async (event) => ({ hello: (event && event.name) || 'world' });\n"
 PROJECTS = {"python3.11": REPO / "examples" / "python-deps", "nodejs20": REPO / "examples" / "node-log4js"}
-SKIP = {"__pycache__", "node_modules"}
-
-
-def project_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not SKIP & set(p.relative_to(root).parts)}
-
 
 def timed_deploy(srv: FrazilServer, name: str, files: dict, config: dict) -> float:
     started = time.perf_counter()
@@ -40,7 +41,7 @@ def timed_deploy(srv: FrazilServer, name: str, files: dict, config: dict) -> flo
 
 
 def measure_deploys(srv: FrazilServer, runtime: str, redeploys: int) -> dict:
-    files = project_files(PROJECTS[runtime])
+    files = folder_files(PROJECTS[runtime])
     config = {"memory": 128, "runtime": runtime}
     if runtime == "nodejs20":
         config["handler"] = "cloud/index.main"

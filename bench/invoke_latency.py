@@ -21,10 +21,17 @@ if __package__ in (None, ""):
 
 import orjson
 
-from bench.common import (EVENT, HELLO_PY, FrazilServer, KeepAliveClient, Report, base_parser, cgroup_cpu_stat,
-                          check_duration, check_status_200, choose_sandbox, cpu_seconds, envelope_checker,
-                          http_request_bytes, install_signal_handlers, machine_info, metric_sum, summarize,
-                          throttle_summary, wrk)
+from bench.cli import base_parser, check_duration
+from bench.client import KeepAliveClient, check_status_200, envelope_checker, http_request_bytes
+from bench.functions import EVENT, HELLO_PY
+from bench.machine import machine_info
+from bench.metrics import metric_sum
+from bench.processes import install_signal_handlers
+from bench.procfs import cgroup_cpu_stat, cpu_seconds, throttle_summary
+from bench.report import Report
+from bench.server import FrazilServer, choose_sandbox
+from bench.stats import summarize
+from bench.wrk import wrk
 
 BLOCK = 100  # warm invokes and /healthz round trips alternate in blocks of this many
 

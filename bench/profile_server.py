@@ -31,9 +31,17 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (EVENT, RESULTS_DIR, FrazilServer, OwnedProcess, Report, base_parser, check_duration,
-                          choose_sandbox, cpu_seconds, install_signal_handlers, machine_info, summarize, wrk)
+from bench.cli import base_parser, check_duration
+from bench.functions import EVENT
 from bench.invoke_latency import deploy_cold_set, deploy_hello, measure_cold, server_env, warm_up_wrk
+from bench.machine import machine_info
+from bench.paths import RESULTS_DIR
+from bench.processes import OwnedProcess, install_signal_handlers
+from bench.procfs import cpu_seconds
+from bench.report import Report
+from bench.server import FrazilServer, choose_sandbox
+from bench.stats import summarize
+from bench.wrk import wrk
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 

@@ -24,8 +24,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (FrazilServer, KeepAliveClient, Report, check_status_200, choose_sandbox,  # noqa: E402
-                          http_request_bytes, install_signal_handlers, machine_info, summarize)
+from bench.client import KeepAliveClient, check_status_200, http_request_bytes  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
+from bench.processes import install_signal_handlers  # noqa: E402
+from bench.report import Report  # noqa: E402
+from bench.server import FrazilServer, choose_sandbox  # noqa: E402
+from bench.stats import summarize  # noqa: E402
 
 RECORD = {"text": "hello", "n": 1, "tags": ["a", "b"]}
 

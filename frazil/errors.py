@@ -26,6 +26,10 @@ class BuildFailed(BadRequest):
     type = "BuildFailed"
 
 
+class BuildTimedOut(BuildFailed):
+    """A build step (an installer, the handler's inspection) ran past its time limit."""
+
+
 class Unauthorized(FrazilError):
     status = 401
     type = "Unauthorized"
@@ -61,6 +65,19 @@ class TooManyRequests(FrazilError):
     type = "TooManyRequests"
 
 
+class BadGateway(FrazilError):
+    """A function's answer cannot be turned into the HTTP response it asks for."""
+
+    status = 502
+    type = "BadGateway"
+
+
 class ServiceUnavailable(FrazilError):
     status = 503
     type = "ServiceUnavailable"
+
+
+def reason_of(exc: BaseException) -> str:
+    """An exception in one line for a log or an answer: its type and its message's first line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

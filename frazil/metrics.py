@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from frazil.runtimes import RUNTIMES
 from frazil.store.models import InvocationStatus
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
@@ -26,12 +27,26 @@ class Metrics:
         self.instances = Gauge("frazil_instances", "Instances by state", ["state"], registry=r)
         self.sandbox_create = Histogram("frazil_sandbox_create_seconds", "Time to create an instance, to ready",
                                         buckets=SANDBOX_BUCKETS, registry=r)
+        self.sandbox_creates = Counter("frazil_sandbox_creates", "Instances created, by how (`layer`: one that imported "
+                                       "its dependency layer ahead, given its code; `prebuilt`: a generic instance "
+                                       "built ahead of time given its code; `zygote`; `exec`)",
+                                       ["path"], registry=r)
+        self.sandbox_ready = Gauge("frazil_sandbox_ready_instances", "Generic instances built ahead of time, "
+                                   "not yet given to a function", ["runtime"], registry=r)
+        self.sandbox_layer_ready = Gauge("frazil_sandbox_layer_ready_instances", "Python instances that imported a "
+                                         "dependency layer ahead, not yet given to a function", registry=r)
         self.sandbox_destroy = Histogram("frazil_sandbox_destroy_seconds", "Time to destroy an instance",
                                          buckets=SANDBOX_BUCKETS, registry=r)
+        self.egress = Counter("frazil_egress_requests", "Requests and tunnels through the HTTP_PROXY of instances",
+                              ["function", "outcome"], registry=r)  # outcome: carried, refused
         self._children: dict[str, tuple] = {}
 
     def bind(self, admission, pool) -> None:
         """Gauges read live from their owners when scraped."""
+        for runtime in RUNTIMES.values():
+            self.sandbox_ready.labels(runtime=runtime.name).set_function(
+                lambda rt=runtime: pool.sandbox.ready_instances(rt))
+        self.sandbox_layer_ready.set_function(lambda: pool.sandbox.layer_ready_instances())
         for mb, slots in admission.tiers.items():
             self.running.labels(tier=str(mb)).set_function(lambda s=slots: s.running)
         self.instances.labels(state="idle").set_function(lambda: pool.counts()["idle"])

@@ -8,10 +8,13 @@ with a stale token learns it at once instead of silently being treated as anonym
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
 
 from frazil.api.bodies import read_limited
-from frazil.api.deps import bearer_token, is_admin_token, platform, platform_of
+from frazil.api.clientaddr import scope_client
+from frazil.api.deps import AUTH_OPTIONAL, BEARER, bearer_token, is_admin_token, platform, platform_of
+from frazil.api.models import Done, Me, Session, answers, returns
+from frazil.data.accounts import MAX_PASSWORD, MIN_PASSWORD, USERNAME
 from frazil.data.acl import ADMIN, ANONYMOUS, Principal, PrincipalKind
 from frazil.errors import BadRequest, Unauthorized
 
@@ -24,14 +27,15 @@ _CREDENTIALS_SCHEMA = {
         "required": True,
         "content": {"application/json": {"schema": {
             "type": "object", "required": ["username", "password"],
-            "properties": {"username": {"type": "string", "example": "alice"},
-                           "password": {"type": "string", "minLength": 8, "example": "correct horse"}},
+            "properties": {"username": {"type": "string", "pattern": USERNAME.pattern, "example": "alice"},
+                           "password": {"type": "string", "minLength": MIN_PASSWORD, "maxLength": MAX_PASSWORD,
+                                        "example": "correct horse"}},
         }}},
     }
 }
 
 
-async def principal(request: Request) -> Principal:
+async def principal(request: Request, _=Security(BEARER)) -> Principal:
     token = bearer_token(request)
     if token is None:
         return ANONYMOUS
@@ -52,26 +56,28 @@ async def _credentials(request: Request) -> tuple[str, str]:
 
 
 def _client_address(request: Request) -> str | None:
-    # The peer address: X-Forwarded-For is not trusted (frazil is not told about proxies).
-    return request.client.host if request.client else None
+    return scope_client(request.scope, platform_of(request).settings.trusted_proxies)
 
 
-@router.post("/register", summary="Create an end user and log them in", openapi_extra=_CREDENTIALS_SCHEMA)
+@router.post("/register", summary="Create an end user and log them in", openapi_extra=_CREDENTIALS_SCHEMA,
+             **returns(Session), responses=answers(400, 409, 413, 429))
 async def register(request: Request, plat=Depends(platform)):
     username, password = await _credentials(request)
-    session = await plat.data.accounts.register(username, password)
+    session = await plat.data.accounts.register(username, password, _client_address(request))
     return {"success": True, **session.view()}
 
 
-@router.post("/login", summary="Log in: a token for Authorization: Bearer", openapi_extra=_CREDENTIALS_SCHEMA)
+@router.post("/login", summary="Log in: a token for Authorization: Bearer", openapi_extra=_CREDENTIALS_SCHEMA,
+             **returns(Session), responses=answers(400, 401, 413, 429))
 async def login(request: Request, plat=Depends(platform)):
     username, password = await _credentials(request)
     session = await plat.data.accounts.login(username, password, _client_address(request))
     return {"success": True, **session.view()}
 
 
-@router.post("/logout", summary="Revoke the token this request carries")
-async def logout(request: Request, plat=Depends(platform)):
+@router.post("/logout", summary="Revoke the token this request carries", **returns(Done),
+             responses=answers(401))
+async def logout(request: Request, plat=Depends(platform), _=Security(BEARER)):
     token = bearer_token(request)
     if token is None or is_admin_token(request, token):
         raise Unauthorized("send the user token to revoke as 'Authorization: Bearer <token>'")
@@ -80,7 +86,7 @@ async def logout(request: Request, plat=Depends(platform)):
     return {"success": True, "message": "logged out"}
 
 
-@router.get("/me", summary="The user this token belongs to")
+@router.get("/me", summary="The user this token belongs to", **returns(Me), responses=answers(401))
 async def me(who: Principal = Depends(principal), plat=Depends(platform)):
     if who.kind is PrincipalKind.ANONYMOUS:
         raise Unauthorized("send a user token as 'Authorization: Bearer <token>'")

@@ -1,6 +1,7 @@
 """What an unpacked project is: its runtime, and where its handler's module lives.
 
-Handlers are "<module>.<function>". The module part is a path relative to the code dir with
+Handlers are "<module>.<function>"; when none is given, the deploy looks for one
+(frazil/build/handlers.py) in the modules `candidate_files` lists. The module part is a path relative to the code dir with
 `/` separators (`src/index.main`); for Python, dots in it are package separators too
 (`pkg.mod.main` -> pkg/mod.py), exactly as the Python loop imports it. For Node the module part
 is a file path whose candidates are tried in `node_module_files` order, exactly as the Node
@@ -8,6 +9,7 @@ loop resolves it.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -39,9 +41,51 @@ def python_module_files(handler: str) -> tuple[str, ...]:
 
 def node_module_files(handler: str) -> tuple[str, ...]:
     module, _ = parse_handler(handler)
-    if module.endswith((".js", ".cjs")):
+    if module.endswith((".js", ".cjs", ".mjs")):
         return (module,)
-    return (f"{module}.js", f"{module}/index.js", f"{module}.cjs")
+    return (f"{module}.js", f"{module}/index.js", f"{module}.cjs", f"{module}.mjs")
+
+
+# Modules that may hold the handler when none is given, in the order the runtimes' `choose`
+# tries them (frazil/runtimes/python/handlers.py, frazil/runtimes/node/handlers.js).
+PYTHON_CANDIDATE_MODULES = ("index", "main", "lambda_function", "handler", "app", "__main__")
+NODE_CANDIDATE_MODULES = ("index", "main", "handler", "app")
+
+
+MAX_PACKAGE_JSON_BYTES = 1024 * 1024
+
+
+def package_main(code_dir: Path) -> str | None:
+    """The module package.json's "main" names (OpenWhisk and Google Cloud Functions take the
+    handler from there), without its extension: a candidate after index (the Node runtime's
+    `choose` reads it the same way); None when there is none or it is not a plain path."""
+    path = Path(code_dir) / "package.json"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PACKAGE_JSON_BYTES + 1)
+        main = json.loads(data).get("main") if len(data) <= MAX_PACKAGE_JSON_BYTES else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(main, str):
+        return None
+    main = re.sub(r"\.(?:c|m)?js$", "", main.strip().removeprefix("./")).rstrip("/")
+    try:
+        parse_handler(f"{main}.main")
+    except BadRequest:
+        return None
+    return main
+
+
+def candidate_files(runtime: str | None = None, code_dir: Path | None = None) -> tuple[str, ...]:
+    """Files that may hold the handler when none is given (of one runtime, or of both; with
+    `code_dir`, package.json's "main" too)."""
+    found: list[str] = []
+    if runtime in (None, PYTHON_RUNTIME):
+        found += [f for m in PYTHON_CANDIDATE_MODULES for f in python_module_files(f"{m}.main")]
+    if runtime in (None, NODE_RUNTIME):
+        main = package_main(code_dir) if code_dir is not None else None
+        found += [f for m in NODE_CANDIDATE_MODULES + ((main,) if main else ()) for f in node_module_files(f"{m}.main")]
+    return tuple(found)
 
 
 def module_files(runtime: str, handler: str) -> tuple[str, ...]:
@@ -61,16 +105,18 @@ def handler_candidates(handler: str) -> tuple[str, ...]:
         return ()
 
 
-def detect_runtime(code_dir: Path, handler: str = DEFAULT_HANDLER) -> str | None:
+def detect_runtime(code_dir: Path, handler: str | None = DEFAULT_HANDLER) -> str | None:
     """"python3.11" or "nodejs20" from the project's files; None when it cannot tell.
 
     The handler's own module decides first (index.py -> Python, index.js -> Node); then
     package.json means Node and requirements.txt means Python. Both kinds of handler module
-    present (index.py and index.js) is ambiguous: None, so the user must say --runtime."""
+    present (index.py and index.js) is ambiguous: None, so the user must say --runtime.
+    No handler given (None): index.py/index.js first, then the other modules a handler is
+    looked for in (lambda_function.py, app.js, ...), then the manifests."""
     code_dir = Path(code_dir)
     try:
-        has_py = any(_is_file(code_dir, f) for f in python_module_files(handler))
-        has_js = any(_is_file(code_dir, f) for f in node_module_files(handler))
+        has_py = any(_is_file(code_dir, f) for f in python_module_files(handler or DEFAULT_HANDLER))
+        has_js = any(_is_file(code_dir, f) for f in node_module_files(handler or DEFAULT_HANDLER))
     except BadRequest:
         has_py = has_js = False
     if has_py != has_js:
@@ -81,6 +127,11 @@ def detect_runtime(code_dir: Path, handler: str = DEFAULT_HANDLER) -> str | None
     has_req = _is_file(code_dir, "requirements.txt")
     if has_pkg != has_req:
         return NODE_RUNTIME if has_pkg else PYTHON_RUNTIME
+    if handler is None and not has_pkg:
+        has_py = any(_is_file(code_dir, f) for f in candidate_files(PYTHON_RUNTIME))
+        has_js = any(_is_file(code_dir, f) for f in candidate_files(NODE_RUNTIME))
+        if has_py != has_js:
+            return PYTHON_RUNTIME if has_py else NODE_RUNTIME
     return None
 
 
@@ -96,6 +147,19 @@ def check_handler(code_dir: Path, runtime: str, handler: str = DEFAULT_HANDLER) 
     listing = ", ".join(present) if present else "nothing"
     raise BadBundle(f"the handler {handler!r} needs the file {wanted} in the bundle, but there is no such "
                     f"file (the bundle's top level holds: {listing})")
+
+
+def check_candidates(code_dir: Path, runtime: str) -> None:
+    """No handler given: BadBundle (400) unless some module a handler is looked for in exists."""
+    code_dir = Path(code_dir)
+    files = candidate_files(runtime, code_dir)
+    if any(_is_file(code_dir, rel) for rel in files):
+        return
+    shown = ", ".join(dict.fromkeys(f for f in files if "/" not in f))
+    present = sorted(p.name + ("/" if p.is_dir() else "") for p in code_dir.iterdir())[:20] if code_dir.is_dir() else []
+    raise BadBundle(f"no handler was given and the bundle has none of the files a handler is looked for in "
+                    f"({shown}); give the handler (--handler module.function). The bundle's top level holds: "
+                    f"{', '.join(present) or 'nothing'}")
 
 
 def _is_file(root: Path, rel: str) -> bool:

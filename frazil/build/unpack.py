@@ -55,7 +55,9 @@ MiB = 1024 * 1024
 CHUNK = 64 * 1024
 
 # Files whose presence at the top of a folder marks it as a project (for stripping).
-PROJECT_MARKERS = ("index.py", "index.js", "package.json", "requirements.txt", "frazil.toml")
+PROJECT_MARKERS = ("index.py", "index.js", "package.json", "requirements.txt", "frazil.toml",
+                   "lambda_function.py", "main.py", "handler.py", "app.py", "__main__.py", "index.mjs", "app.js",
+                   "handler.js")
 SKIPPED_PREFIXES = ("__MACOSX",)
 
 

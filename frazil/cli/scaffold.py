@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from frazil.cli.client import CliError
+from frazil.cli.errors import UsageProblem
 from frazil.deploy.config import NAME_RE
 
 PYTHON_HANDLER = '''def main(event, context):
@@ -32,11 +32,11 @@ timeout = 10      # seconds
 def scaffold(path: Path, runtime: str) -> Path:
     name = path.name
     if not NAME_RE.match(name):
-        raise CliError(f"{name!r} is not a valid function name (a-z, 0-9 and '-', starting with a letter)")
+        raise UsageProblem(f"{name!r} is not a valid function name (a-z, 0-9 and '-', starting with a letter)")
     if runtime not in ("python3.11", "nodejs20"):
-        raise CliError(f"unknown runtime {runtime!r}; choose python3.11 or nodejs20")
+        raise UsageProblem(f"unknown runtime {runtime!r}; choose python3.11 or nodejs20")
     if path.exists():
-        raise CliError(f"{path} already exists")
+        raise UsageProblem(f"{path} already exists")
     path.mkdir(parents=True)
     if runtime == "python3.11":
         (path / "index.py").write_text(PYTHON_HANDLER)

@@ -1,5 +1,6 @@
-"""The web console: static assets under /console (no build step, no third-party code) and
-`GET /v1/stats`, a JSON snapshot of the numbers the console charts.
+"""The web console: static assets under /console (no build step, no third-party code),
+`GET /v1/stats`, a JSON snapshot of the numbers the console charts, and `GET /v1/stats/history`,
+the last hour of them (frazil.console.stats).
 
 The console pages hold no data and no key: the browser asks for the admin key, keeps it in
 localStorage and calls the ordinary HTTP API with it. Every console response carries a strict
@@ -7,14 +8,15 @@ Content-Security-Policy (same-origin scripts, styles, images and connections; no
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from frazil.api.deps import platform, require_admin
+from frazil.api.models import ADMIN_ANSWERS, Stats, StatsHistory, answers, returns
 from frazil.errors import NotFound
+from frazil.console.stats import full_snapshot
 from frazil.metrics import LATENCY_BUCKETS
 
 router = APIRouter()
@@ -91,72 +93,18 @@ async def console_asset(name: str):
 
 # --- stats ---------------------------------------------------------------------------------
 
-def _samples(collector):
-    for metric in collector.collect():
-        yield from metric.samples
-
-
-def _function_entry(table: dict, name: str, n_buckets: int) -> dict:
-    entry = table.get(name)
-    if entry is None:
-        entry = table[name] = {"invocations": {}, "cold_starts": 0, "throttled_sync": 0,
-                               "duration": {"count": 0, "sum": 0.0, "buckets": [0] * n_buckets}}
-    return entry
-
-
-def stats_snapshot(plat) -> dict:
-    """The counters, the latency histogram (cumulative buckets, per function and in all), the
-    tiers' running invocations against their limits, and the instances, read from the platform."""
-    metrics = plat.metrics
-    bounds = [float(b) for b in LATENCY_BUCKETS]
-    n_buckets = len(bounds) + 1  # the last one is +Inf
-    index = {b: i for i, b in enumerate(bounds)}
-    per_function: dict[str, dict] = {}
-    for sample in _samples(metrics.invocations):
-        if sample.name.endswith("_total"):
-            entry = _function_entry(per_function, sample.labels["function"], n_buckets)
-            entry["invocations"][sample.labels["status"]] = int(sample.value)
-    for sample in _samples(metrics.cold_starts):
-        if sample.name.endswith("_total"):
-            _function_entry(per_function, sample.labels["function"], n_buckets)["cold_starts"] = int(sample.value)
-    for sample in _samples(metrics.throttled_sync):
-        if sample.name.endswith("_total"):
-            _function_entry(per_function, sample.labels["function"], n_buckets)["throttled_sync"] = int(sample.value)
-    for sample in _samples(metrics.duration):
-        duration = _function_entry(per_function, sample.labels["function"], n_buckets)["duration"]
-        if sample.name.endswith("_bucket"):
-            le = float(sample.labels["le"])
-            duration["buckets"][index.get(le, n_buckets - 1)] = int(sample.value)
-        elif sample.name.endswith("_count"):
-            duration["count"] = int(sample.value)
-        elif sample.name.endswith("_sum"):
-            duration["sum"] = sample.value
-
-    totals = {"invocations": {}, "cold_starts": 0, "throttled_sync": 0,
-              "duration": {"count": 0, "sum": 0.0, "buckets": [0] * n_buckets}}
-    for entry in per_function.values():
-        for status, n in entry["invocations"].items():
-            totals["invocations"][status] = totals["invocations"].get(status, 0) + n
-        totals["cold_starts"] += entry["cold_starts"]
-        totals["throttled_sync"] += entry["throttled_sync"]
-        totals["duration"]["count"] += entry["duration"]["count"]
-        totals["duration"]["sum"] += entry["duration"]["sum"]
-        totals["duration"]["buckets"] = [a + b for a, b in zip(totals["duration"]["buckets"],
-                                                                entry["duration"]["buckets"])]
-    return {
-        "time": time.time(),
-        "tiers": {str(mb): {"running": slots.running, "limit": slots.limit, "waiting": slots.waiting}
-                  for mb, slots in sorted(plat.admission.tiers.items())},
-        "instances": plat.pool.counts(),
-        "latency_buckets_s": bounds,  # upper bounds; every "buckets" list has one more entry, +Inf
-        "totals": totals,
-        "functions": per_function,
-    }
-
-
 @router.get("/v1/stats", tags=["health"], dependencies=[Depends(require_admin)],
-            summary="A JSON snapshot of the live numbers (counters, latency histogram, tiers, instances, queue)")
+            summary="A JSON snapshot of the live numbers (counters, latency histogram, tiers, instances, queue)",
+            **returns(Stats), responses=answers(*ADMIN_ANSWERS))
 async def stats(request: Request, plat=Depends(platform)):
-    snapshot = stats_snapshot(plat)
-    snapshot["queue_depth"] = await plat.invocations.count_queued()
-    return {"success": True, **snapshot}
+    return {"success": True, **await full_snapshot(plat)}
+
+
+@router.get("/v1/stats/history", tags=["health"], dependencies=[Depends(require_admin)],
+            summary="The last hour of the live numbers, one sample per interval (counters as differences)",
+            **returns(StatsHistory), responses=answers(*ADMIN_ANSWERS))
+async def stats_history(function: str | None = Query(None, description="only this function's counters"),
+                        plat=Depends(platform)):
+    ring = plat.stats_ring
+    return {"success": True, "interval_s": ring.interval_s, "latency_buckets_s": [float(b) for b in LATENCY_BUCKETS],
+            "samples": ring.samples(function or None)}

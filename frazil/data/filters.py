@@ -15,9 +15,13 @@ match `eq`/`lt`/..., while it does match `ne`):
 - `lt`, `lte`, `gt`, `gte` v: v is a number (numeric order) or a string (code-point order,
   which also orders ISO 8601 times); the field must be of the same kind.
 - `in` [v, ...]: `eq` any of the values (at most 1000); `[]` matches nothing.
+- `nin` [v, ...]: exactly the records `in` the same values does not match.
+- `exists` true/false: the field is present (whatever its value, null included) / missing.
 - `contains` v: the field is an array with an element equal to v (v a string, number or
   boolean), or - when v is a string - the field is a string that has v as a substring
   (case-sensitive).
+Values are what the store keeps (frazil.jsonbounds): no string holds U+0000, and every number's
+magnitude is below 2**63; anything else is refused (400).
 Platform fields: `id` takes strings (eq/ne/in and orderings); `created_by` takes a user id or
 null (eq/ne/in); `created_at`/`updated_at` take ISO 8601 strings or epoch seconds (all but
 `contains`).
@@ -39,6 +43,7 @@ from frazil.data.jsonsql import Kind, Path
 from frazil.data.records import FIELD_NAME, PLATFORM_FIELDS, TIME_FIELDS, parse_time
 from frazil.data.schema import data_records
 from frazil.errors import BadRequest
+from frazil.jsonbounds import check_storable_scalar
 
 MAX_CONDITIONS = 64
 MAX_IN_VALUES = 1000
@@ -54,7 +59,9 @@ class Op(str, enum.Enum):
     GT = "gt"
     GTE = "gte"
     IN = "in"
+    NIN = "nin"
     CONTAINS = "contains"
+    EXISTS = "exists"
 
 
 ORDERINGS = (Op.LT, Op.LTE, Op.GT, Op.GTE)
@@ -132,11 +139,17 @@ def _scalar(v) -> bool:
 
 
 def _condition(path: Path, op: Op, value, where: str) -> Condition:
-    if op is Op.IN:
+    if op is Op.EXISTS:
+        if not isinstance(value, bool):
+            raise BadRequest(f"{where}: 'exists' takes true or false")
+        if len(path) == 1 and path[0] in PLATFORM_FIELDS:
+            raise BadRequest(f"{where}: {path[0]!r} is a platform field: every record has it")
+        return Condition(path, op, value)
+    if op in (Op.IN, Op.NIN):
         if not isinstance(value, list):
-            raise BadRequest(f"{where}: 'in' takes an array of values")
+            raise BadRequest(f"{where}: '{op.value}' takes an array of values")
         if len(value) > MAX_IN_VALUES:
-            raise BadRequest(f"{where}: 'in' takes at most {MAX_IN_VALUES} values, not {len(value)}")
+            raise BadRequest(f"{where}: '{op.value}' takes at most {MAX_IN_VALUES} values, not {len(value)}")
         items = tuple(_value(path, Op.EQ, v, where) for v in value)
         return Condition(path, op, items)
     return Condition(path, op, _value(path, op, value, where))
@@ -144,6 +157,7 @@ def _condition(path: Path, op: Op, value, where: str) -> Condition:
 
 def _value(path: Path, op: Op, v, where: str):
     """The value checked (and normalised) for the field's kind and the operator."""
+    check_storable_scalar(v, where)  # a NUL or an out-of-range number could never match, and breaks SQL
     field = path[0] if len(path) == 1 else None
     if field == "id":
         if op is Op.CONTAINS or not isinstance(v, str):
@@ -206,6 +220,11 @@ def _compile(c: Condition, sql) -> ColumnElement:
         return not_(_eq(c.path, c.value, sql))
     if c.op is Op.IN:
         return _in(c.path, c.value, sql)
+    if c.op is Op.NIN:
+        return not_(_in(c.path, c.value, sql))
+    if c.op is Op.EXISTS:
+        missing = sql.kind_in(c.path, Kind.MISSING)
+        return not_(missing) if c.value else missing
     if c.op is Op.CONTAINS:
         if isinstance(c.value, str):
             return or_(and_(sql.kind_in(c.path, Kind.STRING), sql.has_substring(c.path, c.value)),
@@ -261,12 +280,15 @@ def _compile_column(c: Condition) -> ColumnElement:
     if c.op is Op.NE:
         # created_by may be NULL: a NULL is "not equal" to any user id.
         return column.is_distinct_from(c.value)
-    if c.op is Op.IN:
+    if c.op in (Op.IN, Op.NIN):
         values = [v for v in c.value if v is not None]
         parts = [column.in_(values)] if values else []
         if None in c.value:
             parts.append(column.is_(None))
-        return or_(false(), *parts)
+        # created_by may be NULL: IN is made two-valued before NOT takes its complement.
+        matched = or_(false(), *[and_(column.is_not(None), p) if i == 0 and values else p
+                                 for i, p in enumerate(parts)])
+        return matched if c.op is Op.IN else not_(matched)
     return _ordering(c.op, column, c.value)
 
 

@@ -13,8 +13,8 @@ import enum
 from typing import Protocol
 
 import orjson
-from sqlalchemy import Float, LargeBinary, String, and_, case, cast, collate, exists, func, literal, or_, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Float, LargeBinary, Numeric, String, Text, and_, case, cast, collate, exists, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from frazil.data.schema import data_records
@@ -68,6 +68,17 @@ class JsonSql(Protocol):
 
     def size(self) -> ColumnElement:
         """Bytes of the stored JSON text (what the record size limit is checked against)."""
+
+    def inc(self, data: ColumnElement, field: str, n) -> ColumnElement:
+        """`data` with the top-level number `field` (0 when missing or null) plus n; the
+        caller makes sure the stored field is a number, missing or null."""
+
+    def push(self, data: ColumnElement, field: str, values: list) -> ColumnElement:
+        """`data` with `values` appended to the top-level array `field` (set to them when it is
+        missing or null)."""
+
+    def remove(self, data: ColumnElement, field: str) -> ColumnElement:
+        """`data` without the top-level `field`."""
 
 # SQLite's json_type() names; each of ours maps to one or more.
 _SQLITE_KINDS = {Kind.NULL: ("null",), Kind.FALSE: ("false",), Kind.TRUE: ("true",),
@@ -131,6 +142,21 @@ class SqliteJson:
     def size(self) -> ColumnElement:
         return func.length(cast(_data, LargeBinary))
 
+    # The atomic ops read the field from the stored `_data` (ops touch distinct fields).
+    def inc(self, data: ColumnElement, field: str, n) -> ColumnElement:
+        path = self._path((field,))
+        return func.json_set(data, path, func.coalesce(func.json_extract(_data, path), 0) + n, type_=_data.type)
+
+    def push(self, data: ColumnElement, field: str, values: list) -> ColumnElement:
+        path = self._path((field,))
+        appended = func.json_insert(data, *[arg for v in values for arg in (path + "[#]", func.json(_json(v)))],
+                                    type_=_data.type)
+        return case((self._type((field,)) == "array", appended),
+                    else_=func.json_set(data, path, func.json(_json(values)), type_=_data.type))
+
+    def remove(self, data: ColumnElement, field: str) -> ColumnElement:
+        return func.json_remove(data, self._path((field,)), type_=_data.type)
+
 
 class PostgresJson:
     """PostgreSQL's JSONB functions; strings compare in the C collation (code-point order, the
@@ -189,6 +215,28 @@ class PostgresJson:
 
     def size(self) -> ColumnElement:
         return func.octet_length(cast(_data, String))
+
+    def inc(self, data: ColumnElement, field: str, n) -> ColumnElement:
+        current = case((self._type((field,)) == "number", cast(self._raw_text((field,)), Numeric)), else_=0)
+        total = func.to_jsonb(current + literal(n, Numeric), type_=JSONB)
+        return func.jsonb_set(data, _key(field), total, True, type_=JSONB)
+
+    def push(self, data: ColumnElement, field: str, values: list) -> ColumnElement:
+        added = literal(values, JSONB)
+        merged = case((self._type((field,)) == "array", self._value((field,)).op("||")(added)), else_=added)
+        return func.jsonb_set(data, _key(field), merged, True, type_=JSONB)
+
+    def remove(self, data: ColumnElement, field: str) -> ColumnElement:
+        return data.op("-")(literal(field, String))
+
+
+def _key(field: str) -> ColumnElement:
+    """A one-key path for PostgreSQL's jsonb_set (text[])."""
+    return literal([field], ARRAY(Text))
+
+
+def _json(value) -> str:
+    return orjson.dumps(value).decode()
 
 
 def for_dialect(name: str) -> JsonSql:

@@ -16,21 +16,30 @@ from datetime import datetime, timedelta, timezone
 import orjson
 
 from frazil.errors import BadRequest, PayloadTooLarge
+from frazil.jsonbounds import JsonBounds, check_json
 
 PLATFORM_FIELDS = ("id", "created_by", "created_at", "updated_at")
 TIME_FIELDS = ("created_at", "updated_at")
 
-TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Letters of either case: code written for other platforms names its collections in camelCase
+# (`userInfo`). Names are values in a column, never SQL identifiers, so case is just a
+# distinction ("userInfo" and "userinfo" are two tables).
+TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+# An id a caller chooses (DataService.put); the platform's own are 28 hex digits.
+RECORD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 # A top-level field name: anything printable but '"', '\\' and '.', which would make it
 # ambiguous inside a JSON path ('.' separates nested fields in filters). Nested keys are free.
 FIELD_NAME = re.compile(r'^[^"\\.\x00-\x1f\x7f]{1,128}$')
+# Top-level fields of one record or patch. SQLite merges a patch with one json_set() call per
+# 50 fields, nested; its parser overflows near 40 levels (2,000 fields), so this stays well below.
+MAX_FIELDS = 1000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def check_table_name(name: str) -> str:
     if not isinstance(name, str) or not TABLE_NAME.match(name):
-        raise BadRequest(f"invalid table name {name!r}: use lower-case letters, digits and '_', "
+        raise BadRequest(f"invalid table name {name!r}: use letters, digits and '_', "
                          "starting with a letter, at most 63 characters")
     return name
 
@@ -41,17 +50,23 @@ def check_field_name(name: str, where: str) -> None:
                          "'.' or control characters")
 
 
-def check_fields(body, what: str, max_bytes: int) -> bytes:
-    """Validate a record (what="record") or a patch (what="patch"); answer its JSON encoding."""
+def check_fields(body, what: str, max_bytes: int, bounds: JsonBounds) -> bytes:
+    """Validate a record (what="record") or a patch (what="patch"): its field names, its
+    nesting within `bounds`, and only values every store keeps (frazil.jsonbounds); answer its
+    JSON encoding."""
     if not isinstance(body, dict):
         raise BadRequest(f"a {what} must be a JSON object, not {_json_kind(body)}")
     if what == "patch" and not body:
         raise BadRequest("the patch is empty: give at least one field to set")
+    if len(body) > MAX_FIELDS:
+        raise BadRequest(f"the {what} has {len(body)} fields; the limit is {MAX_FIELDS} (nest them in "
+                         "an object to keep more)")
     for key in body:
         check_field_name(key, f"the {what}")
         if key in PLATFORM_FIELDS:
             raise BadRequest(f"field {key!r} is set by the platform and cannot be written "
                              f"(reserved: {', '.join(PLATFORM_FIELDS)})")
+    check_json(body, f"the {what}", bounds, storable=True)
     try:
         encoded = orjson.dumps(body)
     except (TypeError, orjson.JSONEncodeError) as exc:

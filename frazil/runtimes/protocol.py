@@ -1,4 +1,5 @@
-"""The wire protocol between the platform and a runtime inside an instance. Version 1.
+"""The wire protocol between the platform and a runtime inside an instance. Version 2
+(version 1 had no frame rules or limits per kind: see "What a runtime may send" below).
 
 Standard library only: the Python runtime imports this file as the top-level module
 `protocol` inside the sandbox, and the platform imports it as `frazil.runtimes.protocol`.
@@ -9,14 +10,15 @@ object with a "type"). The channel is a private socketpair; the function's stdou
 stderr go to a separate pipe, so nothing a function prints can forge a frame.
 
 Messages, in the order they flow for one instance:
-  runtime -> platform  {"type": "hello", "protocol": 1, "runtime": "python3.11", "pid": N}
+  runtime -> platform  {"type": "hello", "protocol": 2, "runtime": "python3.11", "pid": N}
   platform -> runtime  {"type": "init", "handler": "index.main", "code_dir": "/code",
                         "layer_dirs": [...], "env": {...}, "function": "name", "version": N,
                         "memory_mb": 128}
   runtime -> platform  {"type": "ready"}  or  {"type": "init_error", "error": ERROR}
   then, one at a time:
   platform -> runtime  {"type": "invoke", "id": "...", "event": <json>, "deadline_ms": <epoch ms>,
-                        "cold": bool, "log_marker": "...", "sdk_token": "..."}
+                        "cold": bool, "log_marker": "...", "sdk_token": "...",
+                        "user": {"id", "username"}}   (user: only when an end user called)
   runtime -> platform  {"type": "result", "id": "...", "ok": true, "result": <json>}
                    or  {"type": "result", "id": "...", "ok": false, "error": ERROR}
 ERROR is {"type": "<class name>", "message": "...", "stack": "..."}.
@@ -25,18 +27,34 @@ Before each "result" the runtime flushes the function's output and writes `log_m
 to the output pipe, so the platform knows which output belongs to which invocation. When
 the pipe is empty at that moment it may skip the marker and say so with "marker": false in
 the result, "ready" or "init_error" (everything printed was already read by the platform).
-SDK calls (db, http, log) travel on the same channel as "sdk_call"/"sdk_reply" frames,
+SDK calls (db, http) travel on the same channel as "sdk_call"/"sdk_reply" frames,
 each with a "call" id, so a handler can have many in flight. A call carries the running
 invocation's "sdk_token"; the platform refuses calls whose token is not the current one.
+
+What a runtime may send, and when (the platform trusts nothing else; see `RuntimeFrameLimits`
+and `GuardedDecoder`, and frazil/pool/instance.py for the rules that need its state):
+  - every frame's payload begins with `{"type":"<kind>"` exactly (no space, "type" first), so
+    the platform knows a frame's kind, and so its limit, from its first bytes;
+  - no frame is larger than its kind's limit (`RuntimeFrameLimits`): the platform decides
+    from the length prefix and the kind, before it buffers the body;
+  - "hello" only first; "ready" or "init_error" only in answer to "init";
+  - "result" only while an invocation runs, once, with that invocation's "id";
+  - "sdk_call" only with the token of the running invocation (a recently ended invocation's
+    token is refused with an sdk_reply: a thread of the function may race main's return);
+  - nothing else. Anything else ends the instance (and fails its invocation, if one runs).
+A runtime must read its sdk_replies: while too many reply bytes are unread
+(`REPLY_BACKLOG_BYTES`) the platform reads nothing more from it.
 """
 from __future__ import annotations
 
 import json
 import struct
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct(">I")
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
+MAX_FRAME_BYTES = 64 * MIB  # what either side's plain decoder accepts at all
 
 HELLO = "hello"
 INIT = "init"
@@ -48,8 +66,64 @@ SDK_CALL = "sdk_call"
 SDK_REPLY = "sdk_reply"
 
 
+# --- what a runtime may send ---------------------------------------------------------------
+
+# Every runtime frame's payload starts with this, then its kind (a short lower-case word), then '"'.
+KIND_PREFIX = b'{"type":"'
+MAX_KIND_BYTES = 16
+_KIND_WINDOW = len(KIND_PREFIX) + MAX_KIND_BYTES + 1  # bytes that must name the kind
+
+# A result frame may carry its result (at most the instance's `max_result_bytes`, 6 MB by
+# default) plus this much of envelope: "type", "id", "ok", "marker" and the JSON around them.
+RESULT_ENVELOPE_BYTES = 64 * KIB
+# Runtimes cut an error's message and stack to this many characters each, so that an error
+# fits any frame that carries one (init_error, result), however the function failed.
+ERROR_TEXT_CHARS = 32 * KIB
+# An sdk_call carries at most a 6 MB HTTP body, base64-encoded (8 MB), plus its other fields.
+MAX_SDK_CALL_BYTES = 8 * MIB + 256 * KIB
+# A runtime's unread sdk_reply bytes the platform keeps before it stops reading from it.
+REPLY_BACKLOG_BYTES = 8 * MIB
+
+
+class RuntimeFrameLimits:
+    """The largest frame of each kind a runtime may send; a kind not here is never legal."""
+
+    def __init__(self, max_result_bytes: int):
+        self.by_kind = {
+            HELLO: 4 * KIB,
+            READY: 4 * KIB,
+            INIT_ERROR: 1 * MIB,  # two texts of ERROR_TEXT_CHARS, escaped, and a type
+            RESULT: max_result_bytes + RESULT_ENVELOPE_BYTES,
+            SDK_CALL: MAX_SDK_CALL_BYTES,
+        }
+        self.largest = max(self.by_kind.values())
+
+    def __getitem__(self, kind: str) -> int:
+        return self.by_kind[kind]
+
+
 class ProtocolError(Exception):
     """The peer sent bytes that are not a valid frame."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame's length prefix announced more than its kind may carry; `kind` is None when the
+    length alone exceeded what any frame may be."""
+
+    def __init__(self, kind: str | None, size: int, limit: int):
+        what = f"a {kind!r} frame" if kind else "a frame"
+        super().__init__(f"{what} of {size} bytes; the limit is {limit}")
+        self.kind = kind
+        self.size = size
+        self.limit = limit
+
+
+class UnexpectedFrame(ProtocolError):
+    """A frame of a kind the reader does not accept (now, or ever)."""
+
+    def __init__(self, kind: str, why: str):
+        super().__init__(f"a {kind!r} frame {why}")
+        self.kind = kind
 
 
 def encode(message: dict) -> bytes:
@@ -83,6 +157,83 @@ class FrameDecoder:
             frames.append(bytes(self._buf[HEADER.size:end]))
             del self._buf[:end]
         return frames
+
+
+class GuardedDecoder:
+    """The platform's decoder for what a runtime sends: each frame is judged by its length and
+    kind before its body is buffered.
+
+    `limit_for(kind)` answers the largest frame of `kind` acceptable now, or raises
+    UnexpectedFrame when that kind is not acceptable now; `largest` bounds every frame. feed()
+    raises FrameTooLarge as soon as a length prefix (with, when it came along, the kind after it)
+    exceeds its limit, so at most `_KIND_WINDOW` bytes of a refused frame are ever held. After
+    an error the decoder is spent: the caller drops the channel.
+    """
+
+    def __init__(self, limit_for, largest: int):
+        self._limit_for = limit_for
+        self._largest = largest
+        self._buf = bytearray()
+        self._size: int | None = None  # the announced size of the frame being received ...
+        self._kind: str | None = None  # ... and its kind, once judged
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes]]:
+        """The frames completed by `data`, as (kind, payload)."""
+        self._buf += data
+        frames, at = [], 0
+        try:
+            while True:
+                if self._size is None:
+                    if len(self._buf) - at < HEADER.size:
+                        break
+                    (self._size,) = HEADER.unpack_from(self._buf, at)
+                    at += HEADER.size
+                if self._kind is None:
+                    window = bytes(self._buf[at:at + min(self._size, _KIND_WINDOW)])
+                    kind = _kind_of(window, complete=len(window) == min(self._size, _KIND_WINDOW))
+                    if kind is None:  # its first bytes are still on their way
+                        if self._size > self._largest:  # no kind could carry it: judged now
+                            raise FrameTooLarge(None, self._size, self._largest)
+                        break
+                    limit = self._limit_for(kind)  # raises UnexpectedFrame
+                    if self._size > limit:
+                        raise FrameTooLarge(kind, self._size, limit)
+                    self._kind = kind
+                if len(self._buf) - at < self._size:
+                    break
+                frames.append((self._kind, bytes(self._buf[at:at + self._size])))
+                at += self._size
+                self._size = self._kind = None
+        except ProtocolError:
+            self._buf.clear()  # spent: nothing of a refused frame is kept
+            raise
+        del self._buf[:at]
+        return frames
+
+
+def _kind_of(window: bytes, complete: bool) -> str | None:
+    """The kind a frame names in its first bytes (see the module docstring); None while
+    those bytes are not all there (`complete`: they are, or the frame is shorter)."""
+    head = window[:len(KIND_PREFIX)]
+    end = window.find(b'"', len(KIND_PREFIX))
+    if not KIND_PREFIX.startswith(head) or (complete and not window.startswith(KIND_PREFIX)):
+        raise ProtocolError(f"a frame that does not begin with {KIND_PREFIX.decode()}: {window[:24]!r}")
+    if end < 0:
+        if not complete:
+            return None
+        raise ProtocolError(f"a frame whose type is not a short lower-case word: {window!r}")
+    kind = window[len(KIND_PREFIX):end]
+    if not kind or not kind.replace(b"_", b"").isalpha() or not kind.islower():
+        raise ProtocolError(f"a frame whose type is not a short lower-case word: {window!r}")
+    return kind.decode()
+
+
+def cut_text(text: str, chars: int = ERROR_TEXT_CHARS, keep_end: bool = False) -> str:
+    """`text` cut to at most `chars` characters, saying so (the start kept, or the end)."""
+    if len(text) <= chars:
+        return text
+    note = f"[... {len(text) - chars} characters cut ...]"
+    return note + text[len(text) - chars:] if keep_end else text[:chars] + note
 
 
 def read_frame(stream) -> bytes | None:

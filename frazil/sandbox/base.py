@@ -9,6 +9,7 @@ Invariants every implementation keeps:
 - the runtime's stdout and stderr are one pipe, `output_fd` is its read end (one pipe keeps
   the order of interleaved prints; the platform caps what it keeps);
 - `destroy()` is idempotent and leaves no process, mount, cgroup or temporary file behind;
+- `kill()` and `destroy()` work on a frozen instance (they thaw it as needed);
 - a sandbox that erred is destroyed, never reused.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import abc
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from frazil.runtimes import RuntimeKind
@@ -45,18 +46,22 @@ class SandboxSpec:
 @dataclass(frozen=True)
 class InstanceShape:
     """What a generic instance is built for: everything of a SandboxSpec but the instance id,
-    the code and the layers. A sandbox that builds instances ahead of time keeps them per
-    shape; a create() can only use one whose shape is the spec's."""
+    the code and (unless `layers`) the layers. A sandbox that builds instances ahead of time
+    keeps them per shape; a create() can only use one whose shape is the spec's."""
 
     runtime: RuntimeKind
     memory_mb: int = 128
     cpu: float = 0.5
     tmp_mb: int = 64
     pids_max: int = 64
+    layers: tuple[str, ...] = ()  # host paths of layers attached (and imported) ahead of time
 
     @classmethod
     def of(cls, spec: SandboxSpec) -> "InstanceShape":
         return cls(spec.runtime, spec.memory_mb, spec.cpu, spec.tmp_mb, spec.pids_max)
+
+    def with_layers(self, layer_dirs) -> "InstanceShape":
+        return replace(self, layers=tuple(str(d) for d in layer_dirs))
 
 
 @dataclass(frozen=True)
@@ -107,17 +112,21 @@ class SandboxProcess(abc.ABC):
     async def destroy(self) -> ExitInfo:
         """Kill, reap and release every resource. Idempotent."""
 
+    def freeze(self) -> None:
+        """Stop every process of the instance until `thaw()` (the holder calls it when the
+        instance goes idle: a thread a handler left running must not spend CPU meanwhile).
+        Idempotent, never raises, does not wait; nothing may be awaited from a frozen
+        instance (it cannot answer). A sandbox that cannot freeze does nothing."""
+
+    def thaw(self) -> None:
+        """Let a frozen instance run again; call before using it. Idempotent, never raises:
+        an instance that cannot be thawed is killed (the holder then sees it die)."""
+
 
 class Sandbox(abc.ABC):
     """A factory of sandboxed runtime processes for one running platform."""
 
     name: str = "abstract"
-    # Set by whoever drives created instances (the pool) once it reads a "hello" that is
-    # already waiting on the channel when create() returns - i.e. it expects the hello before
-    # it attaches to the channel. A sandbox that starts runtimes ahead of time (a zygote's
-    # fork, pre-built instances) uses those paths only then; until then every runtime starts
-    # after create() and says hello later, as an exec'd interpreter does.
-    early_hello_ok: bool = False
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -125,14 +134,26 @@ class Sandbox(abc.ABC):
 
     @abc.abstractmethod
     async def create(self, spec: SandboxSpec) -> SandboxProcess:
-        """Start the runtime loop for `spec`; raises SandboxError."""
+        """Start the runtime loop for `spec`; raises SandboxError. The caller reads the
+        runtime's "hello" from the channel itself: it may be there already when this
+        returns (a runtime started ahead of time) or come later (one exec'd now)."""
 
     @abc.abstractmethod
     async def close(self) -> None:
         """Destroy every process this sandbox created that is still alive."""
 
+    def ready_instances(self, runtime: RuntimeKind) -> int:
+        """Generic instances of `runtime` built ahead of time and not taken yet (0 for a
+        sandbox without such instances)."""
+        return 0
+
+    def layer_ready_instances(self) -> int:
+        """Instances that imported a dependency layer ahead, not taken yet (0: none here)."""
+        return 0
+
     def keep_ready(self, shape: InstanceShape, count: int) -> None:
-        """Hint from the pool: keep `count` generic instances of `shape` built ahead of time,
-        so that a cold create() of that shape only gives one its code (0: keep none).
-        A sandbox without such instances ignores it; one that has them also learns shapes
-        from the creates it sees."""
+        """Keep `count` generic instances of `shape` built ahead of time, so that a cold
+        create() of that shape only gives one its code (0: keep none). The instance pool
+        says which shapes at its start (every tier's); callable before start(). A sandbox
+        without such instances ignores it; one that has them also learns shapes from the
+        creates it sees."""

@@ -3,14 +3,26 @@
 Layout: <hierarchy>/frazil/<scope>/<instance>, where `scope` names one platform (a hash of
 its data dir) so two servers on one machine only ever clean up their own instances.
 
-An instance cgroup carries the tier's memory limit (swap off), its CPU quota and a pids
-limit. The sandboxed child joins it by writing "0" to `cgroup.procs` descriptors that the
-platform opened ahead of time (one per hierarchy), so the child needs no path and no
-lookup. `oom_kills()` reads the kernel's own count of OOM kills, which is how an exit is
-told apart from any other SIGKILL.
+An instance cgroup carries the tier's memory limit (swap off), its CPU quota, a pids limit
+and, where the machine has the blkio (v1) or io (v2) controller, a disk bandwidth limit on
+each disk holding what an instance can read (`frazil.sandbox.disks`: the root's binds, code
+and layers; /tmp is memory). Only I/O that reaches a disk is slowed: a read served from the
+page cache is not, nor, on v1, buffered writeback (the flusher's, not the instance's). When
+the machine has a freezer the cgroup can also be frozen: an idle instance is stopped
+between invocations, so that nothing it left running (a thread, a child) spends CPU or does
+I/O while nobody uses it. The sandboxed child joins it by writing "0" to `cgroup.procs`
+descriptors that the platform opened ahead of time (one per hierarchy), so the child needs
+no path and no lookup. `oom_kills()` reads the kernel's own count of OOM kills, which is
+how an exit is told apart from any other SIGKILL.
 
-Invariant: only the platform that owns a scope creates or removes cgroups below it; a
-cgroup is removed only once it has no process left (the kernel refuses otherwise).
+Invariants: only the platform that owns a scope creates or removes cgroups below it; a
+cgroup is removed only once it has no process left (the kernel refuses otherwise); a
+cgroup that is killed is thawed right after (`kill_all`): on v1 a frozen task does not
+act on SIGKILL until it is thawed, so a frozen cgroup would never empty.
+
+This module is the interface (and what both versions share); the implementations are
+`frazil.sandbox.cgroup_v2` and `frazil.sandbox.cgroup_v1`, and `frazil.sandbox.probe.discover`
+picks one.
 """
 from __future__ import annotations
 
@@ -23,9 +35,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from frazil.sandbox.cgroupfs import read_file, write_file
+
 ROOT_NAME = "frazil"
 CPU_PERIOD_US = 100_000
-MOUNTINFO = "/proc/self/mountinfo"
 
 
 class CgroupError(OSError):
@@ -42,6 +55,11 @@ class Limits:
     # a cold start (interpreter start, handler import) is throttled less; the average over
     # any long window stays at `cpu`.
     burst_periods: float = 1.0
+    # Disk bandwidth, bytes per second (0: unlimited), on each of `io_devices` ("MAJ:MIN" of
+    # whole disks); applied only where the backend has the blkio (v1) or io (v2) controller.
+    io_read_bps: int = 0
+    io_write_bps: int = 0
+    io_devices: tuple[str, ...] = ()
 
     @property
     def quota_us(self) -> int:
@@ -57,63 +75,6 @@ def scope_for(data_dir: Path) -> str:
     return hashlib.sha256(os.fsencode(os.path.realpath(data_dir))).hexdigest()[:12]
 
 
-def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
-def _read(path: str) -> str:
-    with open(path, "rb", buffering=0) as f:
-        return f.read().decode()
-
-
-def _keyed(text: str) -> dict[str, int]:
-    out = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().lstrip("-").isdigit():
-            out[key] = int(value)
-    return out
-
-
-def _makedirs_racing(path: str, attempts: int = 3) -> None:
-    """makedirs that survives another platform removing the shared frazil/ parent meanwhile."""
-    for attempt in range(attempts):
-        try:
-            os.makedirs(path, exist_ok=True)
-            return
-        except FileNotFoundError:
-            if attempt == attempts - 1:
-                raise
-
-
-def cgroup_mounts(mountinfo: str | None = None) -> list[tuple[str, str, set[str]]]:
-    """(fstype, mountpoint, controllers) of every cgroup mount, from /proc/self/mountinfo."""
-    if mountinfo is None:
-        with open(MOUNTINFO) as f:
-            mountinfo = f.read()
-    found = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields, rfields = left.split(), right.split()
-        if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
-            continue
-        mountpoint = fields[4].replace("\\040", " ")
-        controllers = set(rfields[2].split(",")) if rfields[0] == "cgroup" else set()
-        if rfields[0] == "cgroup2":
-            try:
-                controllers = set(_read(os.path.join(mountpoint, "cgroup.controllers")).split())
-            except OSError:
-                controllers = set()
-        found.append((rfields[0], mountpoint, controllers))
-    return found
-
-
 class InstanceCgroup(abc.ABC):
     """One instance's cgroup (a directory in each hierarchy the backend uses)."""
 
@@ -127,7 +88,7 @@ class InstanceCgroup(abc.ABC):
         """Descriptors the child joins through, by writing b"0" to each (see `join_file`)."""
         fds = []
         try:
-            for d in self.dirs:
+            for d in self._join_dirs():
                 fds.append(os.open(os.path.join(d, self.join_file), os.O_WRONLY | os.O_CLOEXEC))
         except OSError:
             for fd in fds:
@@ -135,11 +96,20 @@ class InstanceCgroup(abc.ABC):
             raise
         return fds
 
+    def _join_dirs(self) -> list[str]:
+        """The directories a child joins by writing to `join_file` (all of them, by default)."""
+        return self.dirs
+
+    def open_clone_dir(self) -> int | None:
+        """A descriptor of the cgroup v2 directory the child is cloned into (clone3
+        CLONE_INTO_CGROUP), or None when it joins every directory through `open_procs`."""
+        return None
+
     def pids(self) -> set[int]:
         found: set[int] = set()
         for d in self.dirs:
             try:
-                found.update(int(x) for x in _read(os.path.join(d, "cgroup.procs")).split())
+                found.update(int(x) for x in read_file(os.path.join(d, "cgroup.procs")).split())
             except FileNotFoundError:
                 pass
         return found
@@ -149,8 +119,11 @@ class InstanceCgroup(abc.ABC):
 
     def rename(self, new_name: str) -> None:
         """Rename the directories (processes, limits and open join descriptors stay as they
-        are). Raises OSError; the directories renamed before the error keep the new name."""
+        are). Raises OSError; the directories renamed before the error keep the new name.
+        A directory the kernel cannot rename (`_keeps_name`) keeps its own."""
         for i, d in enumerate(self.dirs):
+            if self._keeps_name(d):
+                continue
             target = os.path.join(os.path.dirname(d), new_name)
             os.rename(d, target)
             self.dirs[i] = target
@@ -160,9 +133,48 @@ class InstanceCgroup(abc.ABC):
     def _renamed(self, old: str, new: str) -> None:
         """Hook for subclasses that index their directories."""
 
+    def _keeps_name(self, d: str) -> bool:
+        """Whether directory `d` is never renamed."""
+        return False
+
     @abc.abstractmethod
     def kill_all(self) -> None:
-        """SIGKILL every process in the cgroup (best effort, never raises)."""
+        """SIGKILL every process in the cgroup, then thaw it (best effort, never raises)."""
+
+    # The freezer: `freeze_file` in `_freezer_dir()`, written `frozen_value` or `thawed_value`.
+    freeze_file: str = ""
+    frozen_value: bytes = b""
+    thawed_value: bytes = b""
+
+    def can_freeze(self) -> bool:
+        return self._freezer_dir() is not None
+
+    def open_freeze(self) -> int:
+        """A descriptor to freeze and thaw through (`set_frozen`), opened ahead so that each is
+        one write on the warm path. Raises OSError (e.g. no freezer on this machine)."""
+        d = self._freezer_dir()
+        if d is None:
+            raise CgroupError(errno.ENOENT, f"cgroup {self.name} has no freezer")
+        return os.open(os.path.join(d, self.freeze_file), os.O_WRONLY | os.O_CLOEXEC)
+
+    def set_frozen(self, fd: int, frozen: bool) -> None:
+        """Freeze or thaw the whole cgroup (raises OSError). Neither waits for the kernel to
+        finish: a freeze stops each task at its next return to user space or freezable
+        sleep; a thaw lets every task run again."""
+        os.write(fd, self.frozen_value if frozen else self.thawed_value)
+
+    def thaw(self) -> None:
+        """Thaw through the path (clean-up; never raises)."""
+        d = self._freezer_dir()
+        if d is not None:
+            try:
+                write_file(os.path.join(d, self.freeze_file), self.thawed_value.decode())
+            except OSError:
+                pass
+
+    @abc.abstractmethod
+    def _freezer_dir(self) -> str | None:
+        """The directory holding the freezer's control file (None: no freezer)."""
 
     @abc.abstractmethod
     def oom_kills(self) -> int:
@@ -230,6 +242,10 @@ class CgroupBackend(abc.ABC):
     def __init__(self, scope: str):
         self.scope = scope
 
+    def limits_io(self) -> bool:
+        """Whether this machine's cgroups can limit disk bandwidth (blkio or io controller)."""
+        return False
+
     @abc.abstractmethod
     def scope_dirs(self) -> list[str]:
         """<hierarchy>/frazil/<scope> for every hierarchy used."""
@@ -294,203 +310,3 @@ class CgroupBackend(abc.ABC):
                     os.rmdir(path)
                 except OSError:
                     break
-
-
-# --- cgroup v1 ------------------------------------------------------------------------
-
-class V1Cgroup(InstanceCgroup):
-    # The child is single-threaded when it joins, so moving its one thread ("tasks") moves
-    # the whole process. The kernel lets a thread that moves itself skip the global
-    # threadgroup rwsem (cgroup_procs_write_start), whose writer may wait for an RCU grace
-    # period; a cgroup.procs write always takes it. On an idle machine that wait was up to
-    # ~10 ms per create; under load both were ~0.2 ms at p50.
-    join_file = "tasks"
-
-    def __init__(self, name: str, dirs: dict[str, str]):
-        super().__init__(name, sorted(set(dirs.values())))
-        self.by_controller = dirs
-
-    weight_file = "cpu.shares"
-    weight_default = b"1024"
-    weight_low = b"2"
-
-    def _renamed(self, old: str, new: str) -> None:
-        self.by_controller = {c: new if d == old else d for c, d in self.by_controller.items()}
-
-    def _cpu_dir(self) -> str:
-        return self.by_controller["cpu"]
-
-    def kill_all(self) -> None:
-        # Every process of an instance lives in its PID namespace, so killing its init
-        # already takes the rest; this loop is the fallback for strays.
-        self._kill_listed()
-
-    def oom_kills(self) -> int:
-        try:
-            return _keyed(_read(os.path.join(self.by_controller["memory"], "memory.oom_control"))).get("oom_kill", 0)
-        except OSError:
-            return 0
-
-    def cpu_usage_ns(self) -> int:
-        d = self.by_controller.get("cpuacct")
-        if d is None:
-            return 0
-        return int(_read(os.path.join(d, "cpuacct.usage")))
-
-    def memory_peak_bytes(self) -> int:
-        try:
-            return int(_read(os.path.join(self.by_controller["memory"], "memory.max_usage_in_bytes")))
-        except OSError:
-            return 0
-
-
-class V1Backend(CgroupBackend):
-    version = 1
-    REQUIRED = ("memory", "cpu", "pids")
-    OPTIONAL = ("cpuacct",)
-
-    def __init__(self, scope: str, mounts: dict[str, str]):
-        super().__init__(scope)
-        self.mounts = mounts  # controller -> hierarchy mountpoint
-        self._memsw = os.path.exists(os.path.join(mounts["memory"], "memory.memsw.limit_in_bytes"))
-        self._burst = os.path.exists(os.path.join(mounts["cpu"], "cpu.cfs_burst_us"))
-
-    @classmethod
-    def discover(cls, scope: str, found=None) -> "V1Backend | None":
-        mounts: dict[str, str] = {}
-        for fstype, mountpoint, controllers in found if found is not None else cgroup_mounts():
-            if fstype != "cgroup":
-                continue
-            for c in cls.REQUIRED + cls.OPTIONAL:
-                if c in controllers and c not in mounts:
-                    mounts[c] = mountpoint
-        if not all(c in mounts for c in cls.REQUIRED):
-            return None
-        return cls(scope, mounts)
-
-    def _dirs(self, *parts: str) -> dict[str, str]:
-        return {c: os.path.join(m, ROOT_NAME, self.scope, *parts) for c, m in self.mounts.items()}
-
-    def scope_dirs(self) -> list[str]:
-        return sorted(set(self._dirs().values()))
-
-    def prepare(self) -> None:
-        for d in self.scope_dirs():
-            _makedirs_racing(d)
-
-    def _create(self, name: str, limits: Limits) -> V1Cgroup:
-        dirs = self._dirs(name)
-        cg = V1Cgroup(name, dirs)
-        try:
-            for d in cg.dirs:
-                os.mkdir(d)
-            mem = dirs["memory"]
-            _write(os.path.join(mem, "memory.limit_in_bytes"), str(limits.memory_bytes))
-            if self._memsw:  # memory+swap = memory: the instance never swaps
-                _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(limits.memory_bytes))
-            _write(os.path.join(dirs["cpu"], "cpu.cfs_period_us"), str(CPU_PERIOD_US))
-            _write(os.path.join(dirs["cpu"], "cpu.cfs_quota_us"), str(limits.quota_us))
-            if limits.burst_us and self._burst:
-                _write(os.path.join(dirs["cpu"], "cpu.cfs_burst_us"), str(limits.burst_us))
-            _write(os.path.join(dirs["pids"], "pids.max"), str(limits.pids_max))
-        except OSError:
-            try:
-                cg.remove(timeout_s=0)
-            except OSError:
-                pass
-            raise
-        return cg
-
-    def attach(self, name: str) -> V1Cgroup:
-        return V1Cgroup(name, self._dirs(name))
-
-
-# --- cgroup v2 ------------------------------------------------------------------------
-
-class V2Cgroup(InstanceCgroup):
-    weight_file = "cpu.weight"
-    weight_default = b"100"
-    weight_low = b"1"
-
-    @property
-    def dir(self) -> str:
-        return self.dirs[0]
-
-    def _cpu_dir(self) -> str:
-        return self.dir
-
-    def kill_all(self) -> None:
-        try:
-            _write(os.path.join(self.dir, "cgroup.kill"), "1")
-        except OSError:
-            self._kill_listed()
-
-    def oom_kills(self) -> int:
-        try:
-            return _keyed(_read(os.path.join(self.dir, "memory.events"))).get("oom_kill", 0)
-        except OSError:
-            return 0
-
-    def cpu_usage_ns(self) -> int:
-        return _keyed(_read(os.path.join(self.dir, "cpu.stat"))).get("usage_usec", 0) * 1000
-
-    def memory_peak_bytes(self) -> int:
-        try:
-            return int(_read(os.path.join(self.dir, "memory.peak")))
-        except OSError:
-            return 0
-
-
-class V2Backend(CgroupBackend):
-    version = 2
-    REQUIRED = ("memory", "cpu", "pids")
-
-    def __init__(self, scope: str, mountpoint: str):
-        super().__init__(scope)
-        self.mountpoint = mountpoint
-
-    @classmethod
-    def discover(cls, scope: str, found=None) -> "V2Backend | None":
-        for fstype, mountpoint, controllers in found if found is not None else cgroup_mounts():
-            if fstype == "cgroup2" and all(c in controllers for c in cls.REQUIRED):
-                return cls(scope, mountpoint)
-        return None
-
-    def scope_dirs(self) -> list[str]:
-        return [os.path.join(self.mountpoint, ROOT_NAME, self.scope)]
-
-    def prepare(self) -> None:
-        enable = " ".join(f"+{c}" for c in self.REQUIRED)
-        _write(os.path.join(self.mountpoint, "cgroup.subtree_control"), enable)
-        _makedirs_racing(self.scope_dirs()[0])
-        for d in (os.path.join(self.mountpoint, ROOT_NAME), self.scope_dirs()[0]):
-            _write(os.path.join(d, "cgroup.subtree_control"), enable)
-
-    def _create(self, name: str, limits: Limits) -> V2Cgroup:
-        d = os.path.join(self.scope_dirs()[0], name)
-        cg = V2Cgroup(name, [d])
-        os.mkdir(d)
-        try:
-            _write(os.path.join(d, "memory.max"), str(limits.memory_bytes))
-            if os.path.exists(os.path.join(d, "memory.swap.max")):
-                _write(os.path.join(d, "memory.swap.max"), "0")
-            _write(os.path.join(d, "cpu.max"), f"{limits.quota_us} {CPU_PERIOD_US}")
-            if limits.burst_us and os.path.exists(os.path.join(d, "cpu.max.burst")):
-                _write(os.path.join(d, "cpu.max.burst"), str(limits.burst_us))
-            _write(os.path.join(d, "pids.max"), str(limits.pids_max))
-        except OSError:
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
-            raise
-        return cg
-
-    def attach(self, name: str) -> V2Cgroup:
-        return V2Cgroup(name, [os.path.join(self.scope_dirs()[0], name)])
-
-
-def discover(scope: str, found=None) -> CgroupBackend | None:
-    """The v2 backend when a v2 hierarchy has memory, cpu and pids; else v1; else None."""
-    found = cgroup_mounts() if found is None else found
-    return V2Backend.discover(scope, found) or V1Backend.discover(scope, found)

@@ -1,4 +1,4 @@
-"""The platform's side of the launcher and of the Python zygote (see `frazil.sandbox.wire`).
+"""The platform's side of the launcher and of the Python zygote (see `frazil.sandbox.helper.wire`).
 
 One `LauncherClient` starts the launcher process, which clones the zygote (when asked) and
 hands over its socket. Both helpers are direct children of the platform: the client watches
@@ -20,12 +20,12 @@ import socket
 import sys
 from pathlib import Path
 
-from frazil.sandbox import wire
+from frazil.sandbox.helper import wire
 from frazil.sandbox.spawn import ChildWaiter
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the folder holding frazil/
 BOOTSTRAP = ("import sys; sys.path.insert(0, {root!r}); "
-             "from frazil.sandbox.launcher import main; main()")
+             "from frazil.sandbox.helper.launcher import main; main()")
 
 
 class LauncherError(Exception):

@@ -11,8 +11,11 @@ import os
 import platform
 from dataclasses import dataclass, field
 
-from frazil.sandbox import cgroups, landlock
-from frazil.sandbox import syscalls as sc
+from frazil.sandbox import cgroupfs, cgroups
+from frazil.sandbox.cgroup_v1 import V1Backend
+from frazil.sandbox.cgroup_v2 import V2Backend
+from frazil.sandbox.helper import landlock
+from frazil.sandbox.helper import syscalls as sc
 
 NAMESPACES = ("mnt", "pid", "ipc", "uts", "net", "cgroup")
 # capability number -> name, for the ones the launcher and the child use
@@ -48,8 +51,8 @@ def probe(scope: str) -> ProbeResult:
     result.landlock_abi = landlock.abi_version()
     if result.landlock_abi < landlock.SCOPE_ABI:
         result.notes.append(
-            f"Landlock ABI {result.landlock_abi} cannot scope abstract Unix sockets (needs {landlock.SCOPE_ABI}): "
-            "each instance gets its own network namespace (slower to create)")
+            f"Landlock ABI {result.landlock_abi} cannot scope abstract Unix sockets and signals (needs "
+            f"{landlock.SCOPE_ABI}): instances are kept apart by their namespaces alone")
     return result
 
 
@@ -87,9 +90,15 @@ def _check_namespaces(result: ProbeResult) -> None:
         result.problems.append(f"the kernel lacks namespaces: {', '.join(missing)}")
 
 
+def discover(scope: str, found=None) -> cgroups.CgroupBackend | None:
+    """The v2 backend when a v2 hierarchy has memory, cpu and pids; else v1; else None."""
+    found = cgroupfs.cgroup_mounts() if found is None else found
+    return V2Backend.discover(scope, found) or V1Backend.discover(scope, found)
+
+
 def _check_cgroups(result: ProbeResult, scope: str) -> None:
-    found = cgroups.cgroup_mounts()
-    backend = cgroups.discover(scope, found)
+    found = cgroupfs.cgroup_mounts()
+    backend = discover(scope, found)
     if backend is None:
         have = sorted({c for fstype, _, cs in found for c in cs})
         result.problems.append(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 import orjson
 
 from frazil.errors import NotFound, TooManyRequests
@@ -16,10 +17,17 @@ from frazil.sandbox.base import SandboxError
 from frazil.scheduler.admission import Admission
 from frazil.store.catalog import FunctionCatalog
 from frazil.store.ids import new_id
+from frazil.store.lifecycle import INITIAL, transition
 from frazil.store.models import FunctionVersion, InvocationRecord, InvocationStatus
 from frazil.store.record_writer import RecordWriter
 
 log = logging.getLogger(__name__)
+
+
+def lapsed_why(memory_mb: int) -> str:
+    """Why an invocation was stopped or not started on a lapsed tier lease (cluster mode)."""
+    return (f"this node lost its lease on {memory_mb} MB tier slots (PostgreSQL unreachable or too slow), "
+            "so it may not run them")
 
 
 def envelope_json(record: InvocationRecord, outcome: InvokeOutcome) -> bytes:
@@ -36,15 +44,22 @@ def envelope_json(record: InvocationRecord, outcome: InvokeOutcome) -> bytes:
     return head[:-1] + b',"result":' + result + b"," + orjson.dumps(tail)[1:]
 
 
+def api_record(version: FunctionVersion) -> InvocationRecord:
+    """The record of a plain sync API call (callers through frazil.scheduler.entry make their own)."""
+    return InvocationRecord(id=new_id(), function=version.function, version=version.number, mode="sync",
+                            status=INITIAL, created_at=time.time())
+
+
 class Invoker:
     def __init__(self, settings, catalog: FunctionCatalog, pool: InstancePool, admission: Admission,
-                 records: RecordWriter, metrics=None):
+                 records: RecordWriter, metrics=None, node: str | None = None):
         self.settings = settings
         self.catalog = catalog
         self.pool = pool
         self.admission = admission
         self.records = records
         self.metrics = metrics
+        self.node = node  # written on every record this invoker runs
         self.inflight: dict[str, InvocationRecord] = {}  # running now, not yet in the store
 
     async def active_version(self, name: str) -> FunctionVersion:
@@ -53,39 +68,50 @@ class Invoker:
             raise NotFound(f"function {name!r} does not exist")
         return version
 
-    async def invoke_sync(self, version: FunctionVersion, event_json: bytes) -> tuple[InvocationRecord, InvokeOutcome]:
-        """Run now, waiting up to the sync retry window for a tier slot; else TooManyRequests."""
+    async def invoke_sync(self, version: FunctionVersion, event_json: bytes, record: InvocationRecord | None = None,
+                          *, timeout_s: float | None = None, slot_wait_s: float | None = None) \
+            -> tuple[InvocationRecord, InvokeOutcome]:
+        """Run now, waiting up to the sync retry window (or `slot_wait_s`, when shorter) for a
+        tier slot; else TooManyRequests. Sources reach this through frazil.scheduler.entry,
+        which makes the new `record` (its trigger, caller, kept event); without one, a plain
+        API record is made here. `timeout_s` cuts the version's timeout shorter."""
         slots = self.admission.slots(version.memory_mb)
-        if not await slots.take(self.settings.sync_retry_s):
+        wait_s = self.settings.sync_retry_s if slot_wait_s is None else min(slot_wait_s, self.settings.sync_retry_s)
+        if not await slots.take(wait_s):
             if self.metrics:
                 self.metrics.throttled(version)
             raise TooManyRequests(
                 f"the {version.memory_mb} MB tier is at its limit of {slots.limit} running invocations; "
-                f"no slot freed within {self.settings.sync_retry_s:g} s, try again later")
-        record = InvocationRecord(id=new_id(), function=version.function, version=version.number, mode="sync",
-                                  status=InvocationStatus.QUEUED, created_at=time.time())
+                f"no slot freed within {wait_s:g} s, try again later")
+        if record is None:
+            record = api_record(version)
         try:
-            outcome = await self.run(record, version, event_json)
+            outcome = await self.run(record, version, event_json, timeout_s=timeout_s)
         finally:
             slots.give()
         self.records.submit(record)
         return record, outcome
 
-    async def run(self, record: InvocationRecord, version: FunctionVersion, event_json: bytes) -> InvokeOutcome:
+    async def run(self, record: InvocationRecord, version: FunctionVersion, event_json: bytes, *,
+                  timeout_s: float | None = None,
+                  retry: Callable[[InvokeOutcome], bool] | None = None) -> InvokeOutcome:
         """Run one attempt of `record` on an instance of `version` (the caller holds a slot)
-        and fill the record in with the outcome."""
-        record.status = InvocationStatus.RUNNING
+        and fill the record in with the outcome: its status becomes the outcome's, or queued
+        again when `retry` says the outcome is to be tried again (frazil.store.lifecycle)."""
+        transition(record, InvocationStatus.RUNNING)
         record.version = version.number
+        record.node = self.node
         record.attempts += 1
         record.started_at = time.time()
         self.inflight[record.id] = record
         if self.metrics:
             self.metrics.started(version)
         try:
-            outcome = await self._attempt(record, version, event_json)
+            outcome = await self._attempt(record, version, event_json,
+                                          version.timeout_s if timeout_s is None else min(timeout_s, version.timeout_s))
         finally:
             del self.inflight[record.id]
-        record.status = outcome.status
+        transition(record, InvocationStatus.QUEUED if retry is not None and retry(outcome) else outcome.status)
         record.finished_at = time.time()
         record.duration_ms = outcome.duration_ms
         record.result = orjson.dumps(outcome.result).decode() if outcome.ok else None
@@ -95,7 +121,8 @@ class Invoker:
             self.metrics.finished(version, record, outcome)
         return outcome
 
-    async def _attempt(self, record: InvocationRecord, version: FunctionVersion, event_json: bytes) -> InvokeOutcome:
+    async def _attempt(self, record: InvocationRecord, version: FunctionVersion, event_json: bytes,
+                       timeout_s: float) -> InvokeOutcome:
         try:
             instance, cold = await self.pool.acquire(version)
         except InitFailed as exc:
@@ -109,8 +136,16 @@ class Invoker:
                                  error=error_dict("RuntimeExited", f"the instance could not be started: {exc}"))
         record.cold = cold
         record.instance_id = instance.id
+        if not self.admission.slots(version.memory_mb).in_force:
+            # The node's lease on the tier's slots lapsed while the instance was got ready
+            # (frazil.cluster.slots, rule 3): nothing may start on it. Nothing awaits between
+            # this check and the event being sent.
+            self.pool.release(instance)
+            return InvokeOutcome(InvocationStatus.FAILED, error=error_dict(
+                "RuntimeExited", f"not started: {lapsed_why(version.memory_mb)}"))
         try:
-            return await instance.invoke(record.id, event_json, cold=cold, timeout_s=version.timeout_s)
+            user = orjson.loads(record.caller) if record.caller is not None else None
+            return await instance.invoke(record.id, event_json, cold=cold, timeout_s=timeout_s, user=user)
         finally:
             self.pool.release(instance)
 

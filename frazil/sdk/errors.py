@@ -3,7 +3,7 @@ them into `{"ok": false, "error": {...}}` replies, which the in-function SDK rai
 `SdkError` with the same type and message."""
 from __future__ import annotations
 
-from frazil.errors import FrazilError, PayloadTooLarge, Unauthorized
+from frazil.errors import FrazilError, PayloadTooLarge, TooManyRequests, Unauthorized
 
 
 class CredentialRefused(Unauthorized):
@@ -26,6 +26,12 @@ class HttpFailed(FrazilError):
     type = "HttpError"
 
 
+class EncodingRefused(HttpFailed):
+    """The answer's content coding is one the proxy will not decode (two layers, or broken)."""
+
+    type = "EncodingRefused"
+
+
 class HttpTimeout(FrazilError):
     status = 504
     type = "HttpTimeout"
@@ -40,3 +46,9 @@ class CallAborted(FrazilError):
 
     status = 409
     type = "CallAborted"
+
+
+class TooManyCalls(TooManyRequests):
+    """The invocation has as many calls of this kind running and waiting as it may have."""
+
+    type = "TooManyCalls"

@@ -12,7 +12,8 @@ they make is made here, on their behalf, under the platform's rules:
   check pinned for that host and port in the request's context, and to nothing else;
 - redirects are followed here, one hop at a time, each hop checked like the first;
 - the whole request (redirects and body included) has a timeout, capped by the time the
-  invocation has left; the decoded response body is capped in size.
+  invocation has left; the response body is decoded here, one content coding at most, and
+  capped in size while it is decoded (frazil.sdk.decoding).
 
 How many requests one instance may have in flight is the caller's business (`SdkHost` holds
 a semaphore per instance); the proxy itself is shared by every instance, with one pool of
@@ -33,6 +34,7 @@ import httpcore
 import httpx
 
 from frazil.errors import BadRequest
+from frazil.sdk.decoding import BodyDecoder, content_codings
 from frazil.sdk.errors import HttpDenied, HttpFailed, HttpTimeout, ResponseTooLarge
 from frazil.settings import ENV_HTTP_ALLOW, Settings
 
@@ -86,6 +88,19 @@ def special_range(address: IPAddress) -> str | None:
     if not address.is_global:
         return "non-global"
     return None
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every IPv4 and IPv6 address `host` has for a TCP connection to `port`, in the resolver's
+    order, each once (scope ids dropped). Raises socket.gaierror or UnicodeError."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[IPAddress] = []
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+            if address not in addresses:
+                addresses.append(address)
+    return addresses
 
 
 @dataclass(frozen=True)
@@ -347,7 +362,7 @@ class HttpProxy:
     async def _send(self, method: str, url: httpx.URL, headers, body) -> httpx.Response:
         host = url.raw_host.decode("ascii").lower()
         port = url.port or SCHEMES[url.scheme]
-        address = await self._checked_address(host, port)
+        address = await self.checked_address(host, port)
         _PINNED.set({(url.raw_host.decode("ascii"), port): address})
         request = httpx.Request(method, url, headers=_with_defaults(headers), content=body)
         try:
@@ -362,7 +377,7 @@ class HttpProxy:
                 ssl.SSLError, OSError) as exc:
             raise HttpFailed(f"{method} {url}: {exc or type(exc).__name__}") from None
 
-    async def _checked_address(self, host: str, port: int) -> str:
+    async def checked_address(self, host: str, port: int) -> str:
         """Resolve `host` once, check every address, and answer the one to connect to."""
         try:
             addresses = [ipaddress.ip_address(host)]
@@ -378,36 +393,33 @@ class HttpProxy:
         return str(sorted(addresses, key=lambda a: a.version)[0])
 
     async def _resolve(self, host: str, port: int) -> list[IPAddress]:
-        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = await resolve(host, port)
         except (socket.gaierror, UnicodeError) as exc:
             raise HttpFailed(f"cannot resolve {host}: {exc}") from None
-        addresses = []
-        for family, _, _, _, sockaddr in infos:
-            if family in (socket.AF_INET, socket.AF_INET6):
-                address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
-                if address not in addresses:
-                    addresses.append(address)
         if not addresses:
             raise HttpFailed(f"{host} has no IPv4 or IPv6 address")
         return addresses
 
     async def _read(self, response: httpx.Response, url: httpx.URL) -> dict:
+        """The body, decoded here within the cap (frazil.sdk.decoding): never by httpx, whose
+        decoders expand a whole network chunk at once, with no limit."""
         limit = self.max_response_bytes
+        chunks = []
         try:
-            declared = int(response.headers.get("content-length", "-1"))
-        except ValueError:
-            declared = -1
-        chunks, size = [], 0
-        try:
-            if declared > limit and "content-encoding" not in response.headers:
+            decoder = BodyDecoder(content_codings(response.headers.get_list("content-encoding")), limit,
+                                  what=f"the answer of {url}")
+            try:
+                declared = int(response.headers.get("content-length", "-1"))
+            except ValueError:
+                declared = -1
+            if declared > limit:
                 raise ResponseTooLarge(f"{url} answered {declared} bytes; the limit is {limit}", limit=limit)
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise ResponseTooLarge(f"{url} answered more than {limit} bytes (the limit)", limit=limit)
-                chunks.append(chunk)
+            async for raw in response.aiter_raw():
+                for piece in decoder.feed(raw):
+                    chunks.append(piece)
+                    await asyncio.sleep(0)  # a long run of pieces lets other requests be served
+            chunks.extend(decoder.finish())
         except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
             raise HttpTimeout(f"{url}: timed out reading the answer ({exc or type(exc).__name__})") from None
         except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError, ssl.SSLError, OSError) as exc:
@@ -416,7 +428,7 @@ class HttpProxy:
             await response.aclose()
         content = b"".join(chunks)
         headers = response.headers.multi_items()
-        if "content-encoding" in response.headers:  # the body was decoded: say so
+        if decoder.decodes:  # the body was decoded: say so
             headers = [(k, v) for k, v in headers if k.lower() not in ("content-encoding", "content-length")]
         answer = {"status": response.status_code, "url": str(url), "headers": [[k, v] for k, v in headers]}
         try:

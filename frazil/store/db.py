@@ -1,11 +1,16 @@
 """The database engine: SQLite (WAL) under the data dir by default, PostgreSQL in a cluster."""
 from __future__ import annotations
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from frazil.settings import Settings
-from frazil.store.schema import metadata
+from frazil.store import migrate
+from frazil.store.datadir import prepare_sqlite_file
+
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -13,13 +18,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     # NORMAL is durable across a process crash in WAL mode (only power loss can lose the tail).
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
 async def open_engine(settings: Settings) -> AsyncEngine:
-    """Create the engine and the schema (idempotent)."""
+    """Create the engine and bring the schema to the newest migration."""
     engine = make_engine(settings)
     await create_schema(engine)
     return engine
@@ -29,17 +34,35 @@ def make_engine(settings: Settings) -> AsyncEngine:
     url = settings.db_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.database_url is None:
+            # Created 0600 before SQLite opens it: its -wal and -shm files take the same mode.
+            prepare_sqlite_file(settings.sqlite_path)
         engine = create_async_engine(url, pool_size=4, max_overflow=4)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # orjson reads integers beyond 64 bits as floats, where the stdlib makes ints that no JSON
+        # answer could encode: JSONB written before frazil.jsonbounds refused them stays readable.
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                                     json_deserializer=orjson.loads)
     return engine
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create every table that does not exist yet."""
-    # Importing registers the BaaS tables on the shared metadata.
-    import frazil.data.schema  # noqa: F401
+    """Create the schema, or upgrade it to the newest migration (see frazil.store.migrate)."""
+    await migrate.upgrade(engine)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+
+async def checkpoint_wal(engine: AsyncEngine) -> None:
+    """SQLite: copy the write-ahead log into the database file without waiting for anyone
+    (PASSIVE), then, only if nobody is using the database at this instant, truncate the log
+    file to nothing (TRUNCATE, with no busy wait: it never holds up readers or writers). After
+    a bulk delete this is what returns the log's disk space. No-op elsewhere."""
+    if engine.dialect.name != "sqlite":
+        return
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        await conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        try:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            await conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

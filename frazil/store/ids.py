@@ -30,3 +30,9 @@ class TimeOrderedIds:
 
 # Invocations, instances and BaaS records all take their ids from this one generator.
 new_id = TimeOrderedIds()
+
+
+def id_floor(ts: float) -> str:
+    """A string every id made before epoch time `ts` sorts below, and none made from then on
+    (ids begin with their epoch milliseconds, fixed-width hex)."""
+    return f"{int(ts * 1000):012x}"

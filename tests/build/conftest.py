@@ -2,20 +2,14 @@
 whose in-tree build backend misbehaves, an `npm pack` tarball), so no test needs an index."""
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import subprocess
 import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "registry: installs a real package from a public registry "
-                                       "(deselect with -m 'not registry')")
+from frazil.testing import wheels
 
 
 def _write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -31,31 +25,9 @@ def _write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
 
 @pytest.fixture(scope="session")
 def make_wheel():
-    """make_wheel(name, version, body) -> bytes of a pure-Python wheel holding package `name`.
-
-    Written directly as the wheel format describes (a zip with a .dist-info folder and a
-    RECORD of hashes): offline, deterministic and fast, unlike `pip wheel`, which needs
-    setuptools' `wheel` support or an index to fetch it from."""
-    def make(name: str = "tinypkg", version: str = "1.0", body: str = "VALUE = 'tiny'\n") -> bytes:
-        info = f"{name}-{version}.dist-info"
-        files = {
-            f"{name}/__init__.py": body.encode(),
-            f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-            f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: frazil-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        }
-        record = "".join(f"{path},sha256={_urlsafe_digest(data)},{len(data)}\n" for path, data in files.items())
-        files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path, data in files.items():
-                zf.writestr(zipfile.ZipInfo(path, date_time=(2024, 1, 1, 0, 0, 0)), data)
-        return buf.getvalue()
-
-    return make
-
-
-def _urlsafe_digest(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    """make_wheel(name, version, body) -> bytes of a pure-Python wheel holding package `name`
+    (frazil.testing.wheels: offline, no index needed)."""
+    return wheels.make_wheel
 
 
 @pytest.fixture

@@ -1,12 +1,14 @@
 """Runtime detection and the handler-file check."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from frazil.build.detect import check_handler, detect_runtime, module_files, parse_handler
+from frazil.build.detect import (check_candidates, check_handler, detect_runtime, module_files, package_main,
+                                 parse_handler)
 from frazil.errors import BadBundle, BadRequest
 
 
@@ -40,6 +42,32 @@ class TestDetectRuntime:
         """The handler's module file decides for a non-default handler."""
         assert detect_runtime(project(tmp_path, "src/app.js"), "src/app.main") == "nodejs20"
         assert detect_runtime(project(tmp_path / "p", "pkg/mod.py"), "pkg.mod.main") == "python3.11"
+
+    @pytest.mark.parametrize("files,expected", [
+        (["lambda_function.py"], "python3.11"),
+        (["__main__.py"], "python3.11"),
+        (["index.mjs"], "nodejs20"),
+        (["app.js", "lib/util.py"], "nodejs20"),
+        (["app.py", "app.js"], None),  # ambiguous: the user must say
+        (["index.py", "app.js"], "python3.11"),  # index.py first, as with the default handler
+    ])
+    def test_no_handler_given(self, tmp_path, files, expected):
+        """No handler given: the modules a handler is looked for in decide after index.*."""
+        assert detect_runtime(project(tmp_path, *files), None) == expected
+
+    @pytest.mark.parametrize("main,expected", [
+        ("./lib/action.js", "lib/action"), ("server.mjs", "server"), ("lib/", "lib"),
+        ("../outside.js", None), ("/etc/passwd", None), (3, None),
+    ])
+    def test_package_main(self, tmp_path, main, expected):
+        """package.json's "main" (OpenWhisk, Google Cloud Functions) is a module inside the project, or nothing."""
+        (tmp_path / "package.json").write_text(json.dumps({"main": main}))
+        assert package_main(tmp_path) == expected
+
+    def test_no_candidate_module_is_a_bad_bundle(self, tmp_path):
+        check_candidates(project(tmp_path / "ok", "handler.py"), "python3.11")
+        with pytest.raises(BadBundle, match="lambda_function.py.*README.md"):
+            check_candidates(project(tmp_path / "no", "README.md", "lib.py"), "python3.11")
 
     def test_a_folder_named_index_py_is_not_a_file(self, tmp_path):
         (tmp_path / "index.py").mkdir()
@@ -95,6 +123,6 @@ class TestCheckHandler:
     def test_parse_and_candidates(self):
         assert parse_handler("src/index.main") == ("src/index", "main")
         assert module_files("python3.11", "a.b.c") == ("a/b.py", "a/b/__init__.py")
-        assert module_files("nodejs20", "a/b.c") == ("a/b.js", "a/b/index.js", "a/b.cjs")
+        assert module_files("nodejs20", "a/b.c") == ("a/b.js", "a/b/index.js", "a/b.cjs", "a/b.mjs")
         with pytest.raises(BadRequest):
             module_files("ruby", "index.main")

@@ -60,3 +60,31 @@ def test_stats_is_in_the_openapi_document(server):
     paths = httpx.get(f"{server.url}/openapi.json", timeout=10).json()["paths"]
     assert "/v1/stats" in paths
     assert not any(p.startswith("/console") for p in paths)
+
+
+def test_the_server_keeps_the_last_hour(server_factory, unique_name):
+    """GET /v1/stats/history: samples taken by the server every FRAZIL_STATS_INTERVAL_S, with
+    each interval's invocations as differences, per function too, whether or not a console
+    was open meanwhile."""
+    from frazil.testing.waiting import wait_until
+
+    srv = server_factory(FRAZIL_STATS_INTERVAL_S=0.2)
+    srv.deploy(unique_name, FLAKY)
+    assert server_invoke_ok(srv, unique_name)
+
+    def mine():
+        history = srv.client().get("/v1/stats/history", params={"function": unique_name}).json()
+        return [s for s in history["samples"] if s["functions"]] and history
+
+    history = wait_until(mine, timeout=30, what="a sample with the invocation")
+    assert history["interval_s"] == 0.2 and history["success"] is True
+    ran = [s for s in history["samples"] if s["functions"]]
+    assert sum(s["functions"][unique_name]["invocations"].get("succeeded", 0) for s in ran) == 1
+    assert sum(s["functions"][unique_name]["cold_starts"] for s in ran) == 1
+    assert all(set(s["functions"]) == {unique_name} for s in ran)
+    assert sum(s["totals"]["invocations"].get("succeeded", 0) for s in history["samples"]) >= 1
+    assert len(history["latency_buckets_s"]) + 1 == len(ran[0]["functions"][unique_name]["duration"]["buckets"])
+
+
+def server_invoke_ok(srv, name) -> bool:
+    return srv.invoke(name, {})["success"] is True

@@ -3,54 +3,27 @@ PostgreSQL (a database made for this session and dropped after it)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import delete
-from sqlalchemy.engine import make_url
 
 from frazil.data.schema import data_records, data_tables, data_tokens, data_users
 from frazil.data.service import DataService
 from frazil.settings import Settings
 from frazil.store.db import open_engine
-from tests.conftest import require_service
-
-# Where to find a PostgreSQL server that lets us create a database (trust auth in CI).
-ENV_TEST_POSTGRES_URL = "FRAZIL_TEST_POSTGRES_URL"
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+from tests.postgres import create_database, database_url, drop_database
 
 # Cheap argon2 for unit tests: hashing cost is not what they test (the server uses the defaults).
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
-async def _admin(url, sql: str) -> None:
-    import asyncpg
-
-    u = make_url(url)
-    conn = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
-                                 database=u.database, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
-    """The SQLAlchemy URL of a fresh database; skips (or fails, with FRAZIL_REQUIRE_SERVICES=1)
-    when PostgreSQL cannot be reached."""
-    base = os.environ.get(ENV_TEST_POSTGRES_URL, DEFAULT_POSTGRES_URL)
-    name = f"frazil_data_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # refused, unknown host, auth: all mean "not available here"
-        require_service(f"PostgreSQL at {make_url(base).render_as_string(hide_password=True)} is not "
-                        f"reachable ({type(exc).__name__}: {exc}); set {ENV_TEST_POSTGRES_URL}")
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    yield url
-    asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    """The SQLAlchemy URL of a fresh database, dropped after the session."""
+    name = asyncio.run(create_database("frazil_data"))
+    yield database_url(name)
+    asyncio.run(drop_database(name))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

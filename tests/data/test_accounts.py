@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 
 from frazil.data.accounts import token_hash
 from frazil.data.acl import PrincipalKind
-from frazil.data.ratelimit import FailureLimiter
+from frazil.data.ratelimit import FailureLimiter, RateLimiter
 from frazil.data.schema import data_tokens, data_users
 from frazil.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
 
@@ -140,23 +140,62 @@ class TestFailedLoginLimit:
     @pytest.fixture
     def clock(self, accounts):
         clock = FakeClock()
-        accounts.limiter.clock = clock
+        accounts.throttle.clock = accounts.throttle.addresses.clock = clock
         return clock
 
-    async def test_per_username(self, accounts, clock):
-        """5 failures for one username → 429, even with the right password, from any address;
-        other usernames are unaffected; the window passing lifts it."""
+    async def test_per_username_and_address(self, accounts, clock):
+        """5 failures for one username from one address → 429 there, even with the right
+        password; the same user from another address, and other users, are unaffected."""
         await accounts.register("mallory", "password1")
         await accounts.register("oscar", "password1")
-        for i in range(5):
+        for _ in range(5):
             with pytest.raises(Unauthorized):
-                await accounts.login("mallory", "wrong-pass", f"10.0.0.{i}")
-        with pytest.raises(TooManyRequests, match="too many failed logins") as caught:
-            await accounts.login("mallory", "password1", "10.0.0.99")
-        assert 1 <= caught.value.details["retry_after_s"] <= 60
-        await accounts.login("oscar", "password1", "10.0.0.1")
-        clock.now += 61
-        await accounts.login("mallory", "password1", "10.0.0.1")
+                await accounts.login("mallory", "wrong-pass", "10.0.0.1")
+        with pytest.raises(TooManyRequests, match="too many failed logins for this username") as caught:
+            await accounts.login("mallory", "password1", "10.0.0.1")
+        assert caught.value.details["retry_after_s"] == 30
+        await accounts.login("mallory", "password1", "10.0.0.99")
+        await accounts.login("oscar", "password1", "10.0.0.2")
+
+    async def test_strangers_never_lock_a_user_out(self, accounts, clock):
+        """Failures for one username spread over many addresses lock none of them out for
+        the real user's own address."""
+        await accounts.register("victor", "password1")
+        for i in range(20):
+            with pytest.raises(Unauthorized):
+                await accounts.login("victor", "wrong-pass", f"198.51.100.{i}")
+        await accounts.login("victor", "password1", "192.0.2.1")
+
+    async def test_delays_grow(self, accounts, clock):
+        """Past the limit, each failure doubles the wait: 30 s, 60 s, 120 s, ... up to 900 s;
+        a success clears it."""
+        await accounts.register("walter", "password1")
+        for _ in range(4):
+            with pytest.raises(Unauthorized):
+                await accounts.login("walter", "wrong-pass", None)
+        waits = []
+        for _ in range(7):
+            with pytest.raises(Unauthorized):
+                await accounts.login("walter", "wrong-pass", None)
+            with pytest.raises(TooManyRequests) as caught:
+                await accounts.login("walter", "password1", None)
+            waits.append(caught.value.details["retry_after_s"])
+            clock.now += waits[-1]
+        assert waits == [30, 60, 120, 240, 480, 900, 900]
+        await accounts.login("walter", "password1", None)
+        with pytest.raises(Unauthorized):
+            await accounts.login("walter", "wrong-pass", None)  # counting starts again
+
+    async def test_failures_are_forgotten(self, accounts, clock):
+        """A window without failures after the last wait forgets them."""
+        await accounts.register("xena", "password1")
+        for _ in range(5):
+            with pytest.raises(Unauthorized):
+                await accounts.login("xena", "wrong-pass", None)
+        clock.now += 30 + 60
+        with pytest.raises(Unauthorized):
+            await accounts.login("xena", "wrong-pass", None)
+        await accounts.login("xena", "password1", None)
 
     async def test_per_address(self, accounts, clock):
         """5 failures from one address, over any usernames → 429 for that address only."""
@@ -164,12 +203,12 @@ class TestFailedLoginLimit:
         for i in range(5):
             with pytest.raises(Unauthorized):
                 await accounts.login(f"user{i}", "wrong-pass", "192.0.2.7")
-        with pytest.raises(TooManyRequests):
+        with pytest.raises(TooManyRequests, match="from this address"):
             await accounts.login("peggy", "password1", "192.0.2.7")
         await accounts.login("peggy", "password1", "192.0.2.8")
 
-    async def test_success_resets_the_username_count(self, accounts, clock):
-        """A successful login clears the username's failures."""
+    async def test_success_resets_the_count(self, accounts, clock):
+        """A successful login clears the failures of its username and address."""
         await accounts.register("trent", "password1")
         for _ in range(4):
             with pytest.raises(Unauthorized):
@@ -179,6 +218,26 @@ class TestFailedLoginLimit:
             with pytest.raises(Unauthorized):
                 await accounts.login("trent", "wrong-pass", None)
         await accounts.login("trent", "password1", None)
+
+    async def test_simultaneous_attempts_count_before_they_finish(self, accounts, clock):
+        """Of many attempts sent at once from one address, only the limit's worth are checked."""
+        await accounts.register("yuri", "password1")
+        results = await asyncio.gather(*[accounts.login("yuri", "wrong-pass", "192.0.2.9") for _ in range(12)],
+                                       return_exceptions=True)
+        assert sum(isinstance(r, Unauthorized) for r in results) == 5
+        assert sum(isinstance(r, TooManyRequests) for r in results) == 7
+
+
+class TestRegistrationLimit:
+    async def test_per_address(self, accounts):
+        """An address may register `register_limit` times at once; then 429 saying when."""
+        limit = accounts.settings.register_limit
+        for i in range(limit):
+            await accounts.register(f"reg{i}", "password1", "203.0.113.1")
+        with pytest.raises(TooManyRequests, match="too many registrations") as caught:
+            await accounts.register("one-more", "password1", "203.0.113.1")
+        assert caught.value.details["retry_after_s"] >= 1
+        await accounts.register("one-more", "password1", "203.0.113.2")
 
 
 class TestFailureLimiter:
@@ -207,3 +266,31 @@ class TestFailureLimiter:
         clock.now += 11
         limiter.fail(["new"])
         assert list(limiter._failures) == ["new"]
+
+
+class TestRateLimiter:
+    def test_burst_then_refill(self):
+        """`burst` at once, then one more every window/burst seconds."""
+        clock = FakeClock()
+        limiter = RateLimiter(3, 30, clock)
+        for _ in range(3):
+            limiter.take("a", "calls")
+        with pytest.raises(TooManyRequests, match="try again in 10 s") as caught:
+            limiter.take("a", "calls")
+        assert caught.value.details["retry_after_s"] == 10
+        limiter.take("b", "calls")
+        clock.now += 10
+        limiter.take("a", "calls")
+        with pytest.raises(TooManyRequests):
+            limiter.take("a", "calls")
+
+    def test_memory_is_bounded(self):
+        """Keys whose bucket has filled up again are swept once many keys accumulate."""
+        clock = FakeClock()
+        limiter = RateLimiter(2, 10, clock)
+        limiter.SWEEP_AT = 100
+        for i in range(100):
+            limiter.take(f"k{i}", "calls")
+        clock.now += 10
+        limiter.take("new", "calls")
+        assert list(limiter._buckets) == ["new"]

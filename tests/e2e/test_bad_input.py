@@ -9,7 +9,7 @@ import zipfile
 import httpx
 import pytest
 
-from tests.conftest import tar_files, zip_files
+from frazil.testing import tar_files, zip_files
 
 HELLO = {"index.py": "def main(event, context):\n    return 'still here'\n"}
 

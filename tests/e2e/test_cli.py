@@ -73,7 +73,7 @@ def test_ls_logs_rm(server, tmp_path, unique_name):
     assert unique_name in server.cli("ls").stdout
     logs = server.cli("logs", unique_name)
     assert logs.returncode == 0 and "hello from the log" in logs.stdout
-    assert server.cli("rm", unique_name).returncode == 0
+    assert server.cli("rm", unique_name, "--yes").returncode == 0
     gone = server.cli("invoke", unique_name)
     assert gone.returncode == 1 and "does not exist" in gone.stderr and "404" in gone.stderr
 
@@ -146,4 +146,16 @@ def test_server_refuses_to_start_without_the_privileges_it_needs(tmp_path):
                             timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("FRAZIL_")})
     assert result.returncode == 2, result.stderr
     assert "cannot start" in result.stderr and "root is required" in result.stderr
+    assert not data_dir.exists()
+
+
+def test_server_with_a_bad_setting_stops_with_one_line(tmp_path):
+    """A FRAZIL_* variable that does not validate: exit 2 and one line naming it, no traceback."""
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAZIL_")}
+    result = subprocess.run([FRAZIL, "server", "--port", "9", "--data-dir", str(data_dir)], capture_output=True,
+                            text=True, timeout=60, env={**env, "FRAZIL_KEEP_ALIVE_S": "soon"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == ["error: frazil cannot start: FRAZIL_KEEP_ALIVE_S='soon': Input should be "
+                                          "a valid number, unable to parse string as a number"]
     assert not data_dir.exists()

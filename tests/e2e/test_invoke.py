@@ -2,7 +2,7 @@
 contract, warm reuse, timeouts and captured logs."""
 import time
 
-from tests.conftest import wait_until
+from frazil.testing import wait_until
 
 HELLO = {"index.py": "def main(event, context):\n    return {'hello': event.get('name')}\n"}
 

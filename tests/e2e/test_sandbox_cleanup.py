@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SANDBOX_PROBLEM, alive, host_mounts_mentioning, wait_until
+from frazil.testing import wait_until
+from tests.conftest import SANDBOX_PROBLEM, alive, host_mounts_mentioning
 
 pytestmark = pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=SANDBOX_PROBLEM or "")
 
@@ -40,31 +41,52 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def instance_cgroups(data_dir: Path, generic: bool = False) -> set[str]:
-    """Names of the instance cgroups of the platform on `data_dir`, in any hierarchy; with
-    `generic`, also those of the generic instances it builds ahead of time (no function's yet)."""
-    from frazil.sandbox.cgroups import ROOT_NAME, scope_for
-    from frazil.sandbox.isolated import GENERIC_PREFIX
-
-    scope = scope_for(data_dir)
+def daemons(pid: int) -> set[int]:
+    """The `sleep 300` daemons LINGERER leaves, among the processes below `pid`."""
     found = set()
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        base = hierarchy / ROOT_NAME / scope
-        if base.is_dir():
-            found |= {p.name for p in base.iterdir() if p.is_dir() and (generic or not p.name.startswith(GENERIC_PREFIX))}
+    for child in descendants(pid):
+        try:
+            if Path(f"/proc/{child}/cmdline").read_bytes() == b"sleep\x00300\x00":
+                found.add(child)
+        except OSError:
+            pass
     return found
+
+
+def instance_cgroups(data_dir: Path, generic: bool = False) -> set[str]:
+    """Names of the instance cgroups of the platform on `data_dir`, in the hierarchies its
+    backend uses (v1 or v2); with `generic`, also those of the generic instances it builds
+    ahead of time (no function's yet)."""
+    from frazil.sandbox.cgroups import scope_for
+    from frazil.sandbox.instance import GENERIC_PREFIX
+    from frazil.sandbox.probe import discover
+
+    backend = discover(scope_for(data_dir))
+    assert backend is not None, "the isolated sandbox runs, so some cgroup hierarchy is usable"
+    return {name for name in backend.instance_names() if generic or not name.startswith(GENERIC_PREFIX)}
+
+
+def describe(pid: int) -> str:
+    """A process's state, command line and cgroups, for a failure message."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text().replace("\n", " ")
+    except OSError as exc:
+        return f"gone ({exc.strerror})"
+    return f"state {state}: {cmdline.strip() or '(no command line)'} in {cgroups.strip()}"
 
 
 def is_helper_or_generic(pid: int) -> bool:
     """The sandbox's launcher or Python zygote, or a generic instance built ahead of time."""
-    from frazil.sandbox.isolated import GENERIC_PREFIX
+    from frazil.sandbox.instance import GENERIC_PREFIX
 
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         cgroups = Path(f"/proc/{pid}/cgroup").read_text()
     except OSError:
         return False
-    return (b"frazil.sandbox.launcher" in cmdline or b"frazil-python-zygote" in cmdline
+    return (b"frazil.sandbox.helper.launcher" in cmdline or b"frazil-python-zygote" in cmdline
             or f"/{GENERIC_PREFIX}" in cgroups)
 
 
@@ -81,8 +103,11 @@ def test_sigkill_of_the_server_then_restart_leaves_nothing(server_factory):
     busy.start()
     wait_until(lambda: 'frazil_instances{state="busy"} 1.0' in srv.metrics(), 20, what="a busy instance")
     srv.invoke("lingerer")  # a second instance, idle afterwards
+    # The busy instance's daemon may not be started yet when the idle one's call returns:
+    # wait for both, so the snapshot below holds what must die with the server.
+    wait_until(lambda: len(daemons(srv.process.pid)) == 2, 20, what="both instances' sleeping daemons")
     processes = descendants(srv.process.pid)
-    assert len(processes) >= 4  # launcher, two runtimes, their sleeping daemons
+    assert len(processes) >= 5  # launcher, two runtimes, their sleeping daemons
     # (a taken generic instance's cgroup gets its instance's name a moment later)
     wait_until(lambda: len(instance_cgroups(srv.data_dir)) == 2, 10, what="two instance cgroups")
 
@@ -105,6 +130,12 @@ def test_destroyed_instances_leave_no_cgroup_or_process(server_factory):
     srv.deploy("lingerer", LINGERER, timeout=1)
     assert srv.invoke("lingerer", {"s": 5})["error"]["type"] == "Timeout"
     srv.invoke("lingerer")
-    wait_until(lambda: instance_cgroups(srv.data_dir) == set(), 10, what="reaped instances' cgroups to go")
+    # Wait for the event itself, not for "no instance cgroup": a taken generic instance keeps
+    # its generic cgroup name for a moment, so that is also true before the second instance is
+    # reaped (or even renamed).
+    wait_until(lambda: "frazil_sandbox_destroy_seconds_count 2.0" in srv.metrics(), 10,
+               what="the timed-out and the reaped instance to be destroyed")
+    assert instance_cgroups(srv.data_dir) == set()
     children = descendants(srv.process.pid)
-    assert children and all(is_helper_or_generic(p) for p in children), children  # no instance is left
+    left = {p: describe(p) for p in children if not is_helper_or_generic(p)}
+    assert children and not left, left  # no instance is left

@@ -14,7 +14,7 @@ from typing import Callable
 import pytest
 
 from frazil.runtimes import NODE, PYTHON, RUNTIMES_ROOT, RuntimeKind
-from frazil.runtimes.protocol import FrameDecoder, encode
+from frazil.runtimes.protocol import GuardedDecoder, RuntimeFrameLimits, encode
 from frazil.sandbox.spawn import spawn_runtime
 
 TIMEOUT_S = 15.0
@@ -41,7 +41,10 @@ class LoopDriver:
         self.pid, self.channel, self.output_fd = spawn_runtime(argv, env, setsid=True)
         self.channel.setblocking(True)
         self.channel.settimeout(TIMEOUT_S)
-        self._decoder = FrameDecoder()
+        # The platform's own rules: every frame a runtime sends must name its kind first and
+        # stay within its kind's limit, or this raises.
+        limits = RuntimeFrameLimits(6 * 1024 * 1024)
+        self._decoder = GuardedDecoder(limits.__getitem__, limits.largest)
         self._frames: list[dict] = []
         self._output = bytearray()
         self.exit_status: int | None = None
@@ -72,7 +75,7 @@ class LoopDriver:
                 data = self.channel.recv(1 << 20)
                 if not data:
                     return None
-                self._frames.extend(json.loads(p) for p in self._decoder.feed(data))
+                self._frames.extend(json.loads(p) for _, p in self._decoder.feed(data))
         return self._frames.pop(0)
 
     # --- output pipe -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ class TestHandshake:
     def test_hello(self, node_loop):
         """The loop introduces itself first."""
         hello = node_loop.hello()
-        assert hello["protocol"] == 1 and hello["runtime"] == "nodejs20" and hello["pid"] == node_loop.pid
+        assert hello["protocol"] == 2 and hello["runtime"] == "nodejs20" and hello["pid"] == node_loop.pid
 
     def test_init_output_before_marker(self, node_loop, tmp_path):
         """What the module prints while loading comes before the init marker."""
@@ -241,8 +241,8 @@ class TestErrors:
     @pytest.mark.parametrize("files,handler,error_type,needle", [
         ({"other.js": ""}, "index.main", "Error", "index.js"),
         ({"index.js": "throw new RangeError('broken at load');"}, "index.main", "RangeError", "broken at load"),
-        ({"index.js": "exports.other = 1;"}, "index.main", "TypeError", "main"),
-        ({"index.js": "exports.main = 5;"}, "index.main", "TypeError", "not a function"),
+        ({"index.js": "exports.other = 1;"}, "index.main", "HandlerNotFound", "main"),
+        ({"index.js": "exports.main = 5;"}, "index.main", "HandlerNotFound", "not a function"),
         ({"index.js": "this is not javascript"}, "index.main", "SyntaxError", ""),
         ({"index.js": "exports.main = () => 1;"}, "nodots", "TypeError", "module.function"),
     ])

@@ -23,7 +23,7 @@ def start(python_loop, tmp_path, files: dict[str, str], **init):
 class TestHandlers:
     def test_hello(self, python_loop):
         hello = python_loop.hello()
-        assert hello["protocol"] == 1 and hello["runtime"] == "python3.11" and hello["pid"] == python_loop.pid
+        assert hello["protocol"] == 2 and hello["runtime"] == "python3.11" and hello["pid"] == python_loop.pid
 
     def test_sync_handler(self, python_loop, tmp_path):
         start(python_loop, tmp_path, {"index.py": "def main(event, context):\n    return {'hello': event.get('name')}\n"})
@@ -113,7 +113,7 @@ class TestErrors:
     @pytest.mark.parametrize("files,error_type", [
         ({"other.py": ""}, "ModuleNotFoundError"),
         ({"index.py": "raise RuntimeError('broken at import')"}, "RuntimeError"),
-        ({"index.py": "x = 1"}, "AttributeError"),
+        ({"index.py": "x = 1"}, "HandlerNotFound"),
         ({"index.py": "def main(:"}, "SyntaxError"),
         ({"index.py": "import sys\nsys.exit(3)"}, "SystemExit"),
     ])

@@ -3,7 +3,8 @@ real Python loop, driven over the protocol by a small client.
 
 How instances are made is the `creation` fixture, one of CREATION_PATHS: "exec" (a fresh
 interpreter exec'd in each sandbox), "zygote" (forked from the Python zygote, then given its
-code), "prebuilt" (generic instances built ahead of time, given their code on create). A
+code), "prebuilt" (generic instances built ahead of time, given their code on create), "layer"
+(every instance has a dependency layer, and is one that imported it ahead: `prime_layer`). A
 test module runs on several with `pytestmark = pytest.mark.parametrize("creation", [...])`;
 the default is "exec".
 
@@ -14,6 +15,7 @@ made; waits poll with deadlines, never sleep.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -24,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from frazil.runtimes import PYTHON, protocol
-from frazil.sandbox.base import SandboxSpec, SandboxUnavailable
+from frazil.sandbox.base import InstanceShape, SandboxSpec, SandboxUnavailable
 from frazil.settings import Settings
 
 DISPATCH_HANDLER = '''
@@ -118,8 +120,14 @@ class RuntimeClient:
 CREATION_PATHS = {
     "exec": dict(sandbox_zygote=False, sandbox_prebuilt=0, sandbox_prebuilt_node=0),
     "zygote": dict(sandbox_zygote=True, sandbox_prebuilt=0, sandbox_prebuilt_node=0),
-    "prebuilt": dict(sandbox_zygote=True, sandbox_prebuilt=2, sandbox_prebuilt_node=1),
+    # At most the floor per shape: tests count on fixed targets (demand: test_prebuilt_demand).
+    "prebuilt": dict(sandbox_zygote=True, sandbox_prebuilt=2, sandbox_prebuilt_node=1, sandbox_prebuilt_max=2),
+    "layer": dict(sandbox_zygote=True, sandbox_prebuilt=0, sandbox_prebuilt_node=0, sandbox_layer_prebuilt_mb=256),
 }
+# The "layer" path's default layer: one package, with the dist-info pip would have written.
+TEST_LAYER = {"testlayer/__init__.py": "import json\nVALUE = json.dumps({'layer': True})\n",
+              "testlayer-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: testlayer\nVersion: 1.0\n",
+              "testlayer-1.0.dist-info/RECORD": "testlayer/__init__.py,,\ntestlayer-1.0.dist-info/RECORD,,\n"}
 ALL_PATHS = pytest.mark.parametrize("creation", list(CREATION_PATHS))
 EXEC_AND_PREBUILT = pytest.mark.parametrize("creation", ["exec", "prebuilt"])
 
@@ -136,7 +144,7 @@ def settings(tmp_path, creation) -> Settings:
 
 def instance_cgroups(sandbox) -> list[str]:
     """Cgroups of instances made for a spec (not the generic ones built ahead of time)."""
-    from frazil.sandbox.isolated import GENERIC_PREFIX
+    from frazil.sandbox.instance import GENERIC_PREFIX
 
     return [n for n in sandbox.cgroups.instance_names() if not n.startswith(GENERIC_PREFIX)]
 
@@ -149,8 +157,16 @@ def probed_sandbox(settings: Settings):
         box = IsolatedSandbox.probe_and_create(settings)
     except SandboxUnavailable as exc:
         pytest.skip(str(exc))
-    box.early_hello_ok = True  # RuntimeClient reads a hello that came before it asked
+    keep_tiers_ready(box, settings)
     return box
+
+
+def keep_tiers_ready(box, settings: Settings) -> None:
+    """What the instance pool asks of the sandbox at its start (InstancePool._keep_tiers_ready)."""
+    if settings.sandbox_prebuilt > 0:
+        for tier in settings.tiers.values():
+            box.keep_ready(InstanceShape(PYTHON, tier.memory_mb, tier.cpu, settings.tmp_mb, settings.pids_max),
+                           settings.sandbox_prebuilt)
 
 
 @pytest.fixture
@@ -185,13 +201,34 @@ def spec_factory(tmp_path):
     return make
 
 
+async def prime_layer(sandbox, spec: SandboxSpec, timeout_s: float = 60.0) -> None:
+    """Make sure an instance that imported `spec`'s layers is ready: a cold start with them
+    (the plain path, destroyed at once) leaves one; wait for it."""
+    shape = InstanceShape.of(spec).with_layers(spec.layer_dirs)
+    if sandbox.layer_ready.pool.ready_count(shape):
+        return
+    await (await sandbox.create(dataclasses.replace(spec, instance_id=f"t{secrets.token_hex(6)}"))).destroy()
+    deadline = time.monotonic() + timeout_s
+    while not sandbox.layer_ready.pool.ready_count(shape):
+        assert time.monotonic() < deadline, f"no instance of layers {spec.layer_dirs} ready within {timeout_s:g} s"
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
-async def instance(sandbox, spec_factory):
+async def instance(sandbox, spec_factory, tmp_path):
     """`await instance(**spec_overrides)` -> a started RuntimeClient; destroyed at the end."""
     made = []
+    by_layer = bool(sandbox.settings.sandbox_layer_prebuilt_mb)
 
     async def make(**overrides) -> RuntimeClient:
-        proc = await sandbox.create(spec_factory(**overrides))
+        if by_layer:
+            overrides.setdefault("layer_dirs", (make_code_dir(tmp_path, TEST_LAYER),))
+            spec = spec_factory(**overrides)
+            await prime_layer(sandbox, spec)
+            proc = await sandbox.create(spec)
+            assert proc.stats["path"] == "layer", proc.stats
+        else:
+            proc = await sandbox.create(spec_factory(**overrides))
         made.append(proc)
         client = RuntimeClient(proc)
         await client.start()

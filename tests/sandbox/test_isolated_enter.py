@@ -13,15 +13,15 @@ import textwrap
 from pathlib import Path
 
 from frazil.runtimes import RUNTIMES_ROOT, PYTHON
-from frazil.sandbox import rootfs
+from frazil.sandbox.helper import rootfs
 
 REPO = Path(__file__).resolve().parents[2]
 
 ZYGOTE = textwrap.dedent('''
     import json, os, sys
     sys.path.insert(0, sys.argv[1])
-    from frazil.sandbox.enter import ChildFds, Plan, launch
-    from frazil.sandbox.launcher import prepare
+    from frazil.sandbox.helper.enter import ChildFds, Plan, launch
+    from frazil.sandbox.helper.launcher import prepare
 
     config = json.loads(sys.argv[2])
     channel, output, error = (int(x) for x in sys.argv[3:6])

@@ -6,7 +6,9 @@ import errno
 import os
 import socket
 
-from frazil.sandbox import rootfs
+import pytest
+
+from frazil.sandbox.helper import rootfs
 
 from tests.sandbox.conftest import ALL_PATHS
 
@@ -79,6 +81,42 @@ except OSError as exc:
         result = await client.run("import dep\nresult = dep.VALUE")
         assert result == 42
 
+    async def test_host_interpreters_installed_packages_are_hidden(self, instance, code_factory):
+        """The host interpreter's site-packages look empty inside; the runtime (-S) and the
+        function's own layers do not need them."""
+        from frazil.runtimes import PYTHON
+
+        hidden = rootfs.site_dirs(str(PYTHON.interpreter()))
+        if not hidden:
+            pytest.skip("the host interpreter has no site-packages directory")
+        layer = code_factory({"dep.py": "VALUE = 42\n"})
+        client = await instance(layer_dirs=(layer,))
+        result = await client.run(f"""
+import os, dep
+result = {{"listings": {{d: os.listdir(d) for d in {hidden!r}}}, "dep": dep.VALUE}}
+""")
+        assert result == {"listings": {d: [] for d in hidden}, "dep": 42}
+
+    async def test_mountinfo_names_no_host_path_but_the_system_binds_and_its_own_code(self, instance, code_factory,
+                                                                                     sandbox):
+        """/proc/self/mountinfo shows host paths only where a bind mount must: the read-only
+        system binds (/usr, the interpreter's prefix at its own path, ...) and the instance's
+        own code and layers (a bind shows its source's path within its file system); the
+        platform's install (/runtime is a copy) and everything else are not named."""
+        from frazil.sandbox.launcher_client import PACKAGE_PARENT
+
+        layer = code_factory({"dep.py": "VALUE = 1\n"})
+        client = await instance(layer_dirs=(layer,))
+        mountinfo = await client.run("result = open('/proc/self/mountinfo').read()")
+        assert PACKAGE_PARENT not in mountinfo
+        allowed = {host for host, _ in sandbox.paths.layout.ro_binds} | {"/"}
+        for line in mountinfo.splitlines():
+            fields = line.split()
+            root, point = fields[3], fields[4]
+            if point in (rootfs.CODE_DIR, rootfs.layer_dir(0)):
+                continue  # its own code and layer, by their paths in the host's file system
+            assert root in allowed or any(root.startswith(h.rstrip("/") + "/") for h in allowed if h != "/"), line
+
     async def test_dev_is_minimal(self, instance):
         client = await instance()
         result = await client.run("import os\nresult = sorted(os.listdir('/dev'))")
@@ -121,7 +159,7 @@ result["uid"] = os.getuid()
         a, b = await instance(), await instance()
         ra, rb = await a.run(code), await b.run(code)
         assert ra["uid"] != rb["uid"]
-        for ns in ("pid", "mnt", "ipc", "uts", "cgroup"):
+        for ns in ("pid", "mnt", "ipc", "uts", "net", "cgroup"):
             assert ra[ns] != rb[ns], ns
         host = {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in ("pid", "mnt", "ipc", "uts", "net", "cgroup")}
         for ns, value in ra.items():
@@ -145,12 +183,18 @@ result = sorted(line.split(":")[0].strip() for line in lines)
 ''')
         assert result == ["lo"]
 
-    async def test_inet_sockets_are_denied_unix_works(self, instance):
+    async def test_inet_reaches_only_loopback_other_families_denied_unix_works(self, instance):
         client = await instance()
         result = await client.run('''
 import socket, errno
 result = {}
-for name in ("AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"):
+for address in (("192.0.2.1", 80), ("2001:db8::1", 80)):
+    try:
+        socket.create_connection(address, 1).close()
+        result[address[0]] = "connected"
+    except OSError as exc:
+        result[address[0]] = exc.errno
+for name in ("AF_NETLINK", "AF_PACKET"):
     try:
         socket.socket(getattr(socket, name), socket.SOCK_DGRAM if name == "AF_NETLINK" else socket.SOCK_STREAM).close()
         result[name] = "opened"
@@ -168,8 +212,10 @@ conn, _ = server.accept()
 client.sendall(b"unix")
 result["unix"] = conn.recv(4).decode()
 ''')
-        for name in ("AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"):
+        for name in ("AF_NETLINK", "AF_PACKET"):
             assert result[name] == errno.EPERM, (name, result[name])
+        assert result["192.0.2.1"] == errno.ENETUNREACH
+        assert result["2001:db8::1"] in (errno.ENETUNREACH, errno.EADDRNOTAVAIL)
         assert result["socketpair"] == "ping" and result["unix"] == "unix"
 
     async def test_abstract_sockets_do_not_cross_instances(self, instance, sandbox):
@@ -200,6 +246,39 @@ s.connect("\\0frazil-test-abstract")
 result = "connected"
 ''')
         assert same == "connected"
+
+
+    async def test_loopback_is_up(self, instance):
+        """Each instance's own `lo` is up: 127.0.0.1 is in its local routing table."""
+        a, b = await instance(), await instance()
+        code = 'result = "127.0.0.1" in open("/proc/net/fib_trie").read()'
+        assert await a.run(code) is True and await b.run(code) is True
+
+    async def test_abstract_names_are_per_instance(self, instance):
+        """An abstract socket name bound in one instance is neither listed in another's
+        /proc/net/unix nor taken there: the other binds the same name (no EADDRINUSE)."""
+        a, b = await instance(), await instance()
+        name = "frazil-squat-" + os.urandom(4).hex()
+        listed = await b.run(f'''
+import builtins, socket
+server = socket.socket(socket.AF_UNIX)
+server.bind("\\0{name}")
+server.listen()
+builtins._keep = server
+result = "@{name}" in open("/proc/net/unix").read()
+''')
+        assert listed is True  # its owner sees it
+        result = await a.run(f'''
+import socket
+result = {{"listed": "@{name}" in open("/proc/net/unix").read()}}
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.bind("\\0{name}")
+    result["bind"] = "bound"
+except OSError as exc:
+    result["bind"] = exc.errno
+''')
+        assert result == {"listed": False, "bind": "bound"}
 
 
 SYSCALL_PROBE = '''

@@ -95,7 +95,7 @@ class TestDestroy:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await poll(lambda: not sandbox._ids and not instance_cgroups(sandbox), 10,
+        await poll(lambda: not sandbox.table.ids and not instance_cgroups(sandbox), 10,
                    "the abandoned instance to be destroyed")
 
 
@@ -104,7 +104,9 @@ class TestLauncher:
         client = await instance()
         old = sandbox.launcher.pid
         os.kill(old, signal.SIGKILL)
-        await poll(lambda: not sandbox.launcher.alive, 5, "the platform to notice the launcher's death")
+        # None: a refill of the pre-built pool noticed first and is starting a new launcher
+        await poll(lambda: sandbox.launcher is None or not sandbox.launcher.alive, 5,
+                   "the platform to notice the launcher's death")
         second = await instance()  # starts a new launcher
         assert sandbox.launcher.pid != old and not alive(old)
         assert await client.run("result = 'first'") == "first"
@@ -225,14 +227,17 @@ class TestRestart:
             import asyncio, json, sys
             sys.path.insert(0, {str(REPO)!r})
             from frazil.runtimes import PYTHON
-            from frazil.sandbox.base import SandboxSpec
+            from frazil.sandbox.base import InstanceShape, SandboxSpec
             from frazil.sandbox.isolated import IsolatedSandbox
             from frazil.settings import Settings
 
             async def main():
                 box = IsolatedSandbox.probe_and_create(Settings(data_dir={str(settings.data_dir)!r},
                                                                 **{CREATION_PATHS[creation]!r}))
-                box.early_hello_ok = True
+                for tier in box.settings.tiers.values():  # as the instance pool does
+                    if box.settings.sandbox_prebuilt > 0:
+                        box.keep_ready(InstanceShape(PYTHON, tier.memory_mb, tier.cpu, box.settings.tmp_mb,
+                                                     box.settings.pids_max), box.settings.sandbox_prebuilt)
                 await box.start()
                 procs = [await box.create(SandboxSpec(instance_id=f"dead{{i}}", runtime=PYTHON,
                                                       code_dir={str(code)!r})) for i in range(2)]

@@ -97,7 +97,8 @@ def cpu_stall_us() -> int | None:
 class TestCpu:
     """The quota caps a busy loop. Other work on the machine can only lower the share, so
     the cap is asserted on every sample, and the floor on the best of up to three samples,
-    looser when the machine was contended (CPU pressure) while measuring."""
+    looser when the machine was contended (CPU pressure) while measuring, and left out when
+    it was contended most of the time."""
 
     async def _share(self, client, seconds: float = 1.5) -> tuple[float, float]:
         cgroup = client.proc.cgroup
@@ -118,6 +119,10 @@ class TestCpu:
             if share >= low:
                 return
         best, contention = max(samples)
+        if contention >= 0.6:
+            # Runnable tasks waited for a CPU most of the time: the share says how busy the
+            # machine was, not what the quota allows (the cap was still checked on every sample).
+            return
         floor = low if contention < 0.2 else low / 2
         assert best >= floor, f"best share {best:.2f} < {floor:.2f} (CPU pressure {contention:.0%}): {samples}"
 

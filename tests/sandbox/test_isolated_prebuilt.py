@@ -16,23 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from frazil.runtimes import NODE, PYTHON
-from frazil.sandbox import enter
+from frazil.runtimes import GENERIC_FLAG, NODE, PYTHON
+from frazil.sandbox.helper import enter
 from frazil.sandbox.base import InstanceShape, SandboxSpec
 from frazil.sandbox.launcher_client import LauncherError
 from frazil.settings import Settings
+from tests.conftest import alive
 from tests.sandbox.conftest import CREATION_PATHS, RuntimeClient, instance_cgroups
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.parametrize("creation", ["prebuilt"])
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 async def poll(predicate, timeout: float, what: str) -> None:
@@ -48,7 +41,7 @@ def shape_of(settings, runtime=PYTHON, memory_mb=128, cpu=0.5) -> InstanceShape:
 
 
 def generic_pids(sandbox) -> set[int]:
-    return {p.pid for name, p in sandbox._live.items() if name.startswith("generic-")}
+    return {p.pid for name, p in sandbox.table.live.items() if name.startswith("generic-")}
 
 
 class TestSpecialization:
@@ -83,7 +76,7 @@ class TestSpecialization:
 
     async def test_generic_instances_get_cpu_nobody_else_wants_until_taken(self, sandbox, spec_factory):
         await sandbox.generics.settled()
-        generic = next(p for name, p in sandbox._live.items() if name.startswith("generic-"))
+        generic = next(p for name, p in sandbox.table.live.items() if name.startswith("generic-"))
         weight_file = Path(generic.cgroup._cpu_dir()) / generic.cgroup.weight_file
         assert weight_file.read_bytes().strip() == generic.cgroup.weight_low
         proc = await sandbox.create(spec_factory())
@@ -122,13 +115,18 @@ class TestSpecialization:
                 os.close(pidfd)
         assert sandbox.launcher.alive
 
-    async def test_an_instance_whose_code_cannot_be_attached_ends_before_init(self, sandbox, code_factory):
-        await sandbox.generics.settled()
-        proc = sandbox.generics.take(shape_of(sandbox.settings), with_go=True)
+    @pytest.mark.parametrize("runtime", [PYTHON, pytest.param(NODE, marks=pytest.mark.skipif(
+        shutil.which("node") is None, reason="Node.js is not installed on this host"))], ids=lambda r: r.language)
+    async def test_an_instance_whose_code_cannot_be_attached_ends_before_init(self, sandbox, code_factory, runtime):
+        shape = shape_of(sandbox.settings, runtime=runtime)
+        sandbox.keep_ready(shape, 1)
+        await sandbox.generics.settled(30)
+        await poll(lambda: any(p.greeted() for p in sandbox.generics.ready(shape)), 30, "a runtime's hello")
+        proc = sandbox.generics.take(shape, with_go=True)  # one that said hello (take prefers those)
         client = RuntimeClient(proc)
         not_a_tree = os.open(str(code_factory()), os.O_RDONLY | os.O_DIRECTORY)
         try:
-            sandbox._send_code(sandbox.launcher, proc, [not_a_tree])
+            sandbox.handover.send_code(sandbox.launcher, proc, [not_a_tree])
         finally:
             os.close(not_a_tree)
         assert (await client.recv())["type"] == "hello"
@@ -200,8 +198,8 @@ class TestPool:
         shape = shape_of(sandbox.settings, runtime=NODE)
         sandbox.keep_ready(shape, 1)
         await sandbox.generics.settled(30)
-        await poll(lambda: any(p.greeted() for p in sandbox.generics._ready[shape]), 30, "the Node runtime's hello")
-        pids = {p.pid for p in sandbox.generics._ready[shape]}
+        await poll(lambda: any(p.greeted() for p in sandbox.generics.ready(shape)), 30, "the Node runtime's hello")
+        pids = {p.pid for p in sandbox.generics.ready(shape)}
         code = code_factory({"index.js": "exports.main = async (event) => ({node: event.n, pid: process.pid});\n"})
         proc = await sandbox.create(spec_factory(runtime=NODE, code_dir=code))
         try:
@@ -212,6 +210,106 @@ class TestPool:
             assert reply["ok"] and reply["result"] == {"node": 3, "pid": 1}
         finally:
             await proc.destroy()
+
+
+NODE_LOOKS = r"""
+const fs = require('fs');
+const Module = require('module');
+exports.main = async () => {
+  // What each descriptor is (Node's own are numbered in the order it opened them: not compared)
+  const kind = (fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`).replace(/\[\d+\]/, ''); } catch (_) { return 'gone'; } };
+  const kinds = fs.readdirSync('/proc/self/fd').map(kind).sort();
+  return {
+    argv: process.argv, execArgv: process.execArgv, cwd: process.cwd(), env: process.env, kinds,
+    std: [0, 1, 2, 3].map(kind),
+    tmp: fs.readdirSync('/tmp'), cache: Object.keys(require.cache), pathCache: Object.keys(Module._pathCache),
+    cmdline: fs.readFileSync('/proc/self/cmdline', 'utf8').split('\0'), pid: process.pid, title: process.title,
+    listeners: process.eventNames().map((name) => [String(name), process.listenerCount(name)]),
+    handles: process._getActiveHandles().length, requests: process._getActiveRequests().length, umask: process.umask(),
+  };
+};
+"""
+
+
+async def _look_node(box, code_dir) -> dict:
+    await box.start()
+    try:
+        if box.settings.sandbox_prebuilt_node:
+            shape = shape_of(box.settings, runtime=NODE)
+            box.keep_ready(shape, 1)
+            await box.generics.settled(30)
+            await poll(lambda: any(p.greeted() for p in box.generics.ready(shape)), 30, "the Node runtime's hello")
+        proc = await box.create(SandboxSpec(instance_id="look", runtime=NODE, code_dir=code_dir))
+        try:
+            client = RuntimeClient(proc)
+            await client.start()
+            reply = await client.invoke({})
+            assert reply["ok"], reply
+            return {**reply["result"], "created": proc.stats["path"]}
+        finally:
+            await proc.destroy()
+    finally:
+        await box.close()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed on this host")
+class TestNodeLikeAStartedRuntime:
+    async def test_a_pre_started_runtime_shows_its_function_what_one_started_with_the_code_does(
+            self, sandbox_factory, settings, code_factory, tmp_path):
+        """It warmed up on a module of its own and waited for its go byte: neither shows."""
+        code = code_factory({"index.js": NODE_LOOKS})
+        started = await _look_node(sandbox_factory(Settings(**{**settings.__dict__, **CREATION_PATHS["exec"],
+                                                              "data_dir": tmp_path / "exec"})), code)
+        pre_started = await _look_node(sandbox_factory(Settings(**{**settings.__dict__, "data_dir": tmp_path / "pre"})),
+                                       code)
+        assert started.pop("created") == "exec" and pre_started.pop("created") == "prebuilt"
+        # Only the kernel's copy of its command line says how it started (process.argv does not).
+        assert pre_started.pop("cmdline") == started.pop("cmdline")[:-1] + [GENERIC_FLAG, ""]
+        assert pre_started == started
+        assert pre_started["tmp"] == [] and pre_started["cache"][-1] == "/code/index.js"
+        assert not any("warm" in key for key in pre_started["cache"] + pre_started["pathCache"])
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed on this host")
+class TestNodeBursts:
+    BURST = 4
+
+    async def test_a_burst_after_a_burst_is_all_prebuilt_and_idle_ones_decay_to_the_floor(
+            self, sandbox_factory, settings, spec_factory, code_factory):
+        box = sandbox_factory(Settings(**{**settings.__dict__, "sandbox_prebuilt": 0, "sandbox_prebuilt_max": 8,
+                                          "sandbox_prebuilt_window_s": 3600.0, "keep_alive_s": 36000.0}))
+        await box.start()
+        shape = shape_of(box.settings, runtime=NODE)
+        code = code_factory({"index.js": "exports.main = async (event) => ({n: event.n});\n"})
+        made = []
+        try:
+            for _ in range(self.BURST):  # the first burst: one pre-started, the others exec'd
+                made.append(await box.create(spec_factory(runtime=NODE, code_dir=code)))
+            assert box.generics.target(shape) == self.BURST  # what the demand now asks for
+            await box.generics.settled(120)
+            for i in range(self.BURST):
+                # Pre-built, though not necessarily one of those ready now: a take may hand
+                # out a refill that said hello before an older one still starting.
+                proc = await box.create(spec_factory(runtime=NODE, code_dir=code))
+                made.append(proc)
+                assert proc.stats["path"] == "prebuilt"
+                client = RuntimeClient(proc)
+                await client.start()
+                assert (await client.invoke({"n": i}))["result"] == {"n": i}
+            await box.generics.settled(120)
+            surplus = {p.pid for p in box.generics.ready(shape)}  # this shape's (other shapes may have floors)
+            assert len(surplus) == 2 * self.BURST  # both bursts are within the window
+            box.generics.clock = lambda: time.monotonic() + box.settings.sandbox_prebuilt_window_s + 1
+            box.generics._trim()  # its timer would, within window_s / 2
+            assert box.generics.target(shape) == box.settings.sandbox_prebuilt_node
+            await poll(lambda: len(box.generics.ready(shape)) == box.settings.sandbox_prebuilt_node, 20,
+                       "the idle pre-started instances to decay to the floor")
+            await poll(lambda: sum(alive(p) for p in surplus) == 1, 20, "their processes to end")
+        finally:
+            for proc in made:
+                await proc.destroy()
+            await box.close()
+        assert all(not os.path.exists(d) for d in box.cgroups.scope_dirs())
 
 
 class TestNothingLeftBehind:
@@ -234,18 +332,21 @@ class TestNothingLeftBehind:
         script = textwrap.dedent(f'''
             import asyncio, json, sys
             sys.path.insert(0, {str(REPO)!r})
+            from frazil.runtimes import PYTHON
+            from frazil.sandbox.base import InstanceShape
             from frazil.sandbox.isolated import IsolatedSandbox
             from frazil.settings import Settings
 
             async def main():
                 box = IsolatedSandbox.probe_and_create(Settings(data_dir={str(settings.data_dir)!r},
                                                                 **{CREATION_PATHS["prebuilt"]!r}))
-                box.early_hello_ok = True
                 await box.start()
-                box._pin_tiers()
+                for tier in box.settings.tiers.values():  # as the instance pool does
+                    box.keep_ready(InstanceShape(PYTHON, tier.memory_mb, tier.cpu, box.settings.tmp_mb,
+                                                 box.settings.pids_max), box.settings.sandbox_prebuilt)
                 await box.generics.settled()
                 await box.launcher.zygote_ready()
-                pids = [p.pid for p in box._live.values()] + [box.launcher.pid, box.launcher.zygote_pid]
+                pids = [p.pid for p in box.table.live.values()] + [box.launcher.pid, box.launcher.zygote_pid]
                 print(json.dumps(pids), flush=True)
                 await asyncio.sleep(3600)
 

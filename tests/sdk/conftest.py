@@ -9,18 +9,34 @@ under test is started with FRAZIL_HTTP_ALLOW=127.0.0.1:<port>). Its routes:
   /bytes           a body that is not UTF-8
   /cookie          sets a cookie
   /gzip?n=N        N bytes of "0", gzip-encoded
+  /bomb?mb=M&layers=L&enc=E...
+                   M MiB of zero bytes gzip-compressed L times (default 1), sent with one
+                   Content-Encoding header per `enc` (default: one header "gzip, gzip..." naming
+                   every layer)
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 HOLD_LIMIT_S = 20.0
+
+
+@functools.lru_cache(maxsize=8)
+def zero_bomb(mb: int, layers: int = 1) -> bytes:
+    """`mb` MiB of zero bytes, gzip-compressed `layers` times (made once per session)."""
+    if layers > 1:
+        return gzip.compress(zero_bomb(mb, layers - 1))
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(mb)) + packer.flush()
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -123,6 +139,11 @@ class Upstream:
                 elif url.path == "/gzip":
                     packed = gzip.compress(b"0" * int(query["n"][0]))
                     self._send(200, packed, "text/plain", [("Content-Encoding", "gzip")])
+                elif url.path == "/bomb":
+                    layers = int(query.get("layers", ["1"])[0])
+                    body = zero_bomb(int(query["mb"][0]), layers)
+                    encodings = query.get("enc") or [", ".join(["gzip"] * layers)]
+                    self._send(200, body, "text/plain", [("Content-Encoding", e) for e in encodings])
                 elif url.path == "/bytes":
                     self._send(200, bytes(range(256)), "application/octet-stream")
                 else:

@@ -11,9 +11,10 @@ from frazil.sdk.host import SdkHost
 from frazil.settings import Settings
 
 REPLAY_PY = """
-import sys, threading, time
+import sys, threading
 from frazil_sdk import db, SdkError
 
+WAIT_S = 30  # a deadline for each handshake below: a bug must fail the test, not hang it
 KEPT = {}
 
 def bridge():
@@ -23,31 +24,46 @@ def raw_insert(table, token, record):
     # What a function could do with a token it kept: send the frame by hand.
     return bridge().channel.call({'op': 'db.insert', 'table': table, 'record': record, 'sdk_token': token})
 
-def after_return(table, token):
-    # Runs on a thread that outlives its invocation: waits until main has returned.
-    deadline = time.monotonic() + 10
-    while bridge().token is not None and time.monotonic() < deadline:
-        time.sleep(0.002)
+def hold_next_credential(begun, done):
+    # Handshake with the runtime, so the late calls below land at a known moment instead of a
+    # moment a polling thread hopes to catch: the next invocation's credential is installed
+    # (bridge.begin) only once the thread has made its calls. When begin is called, main has
+    # returned, its result is with the platform and the next invoke frame has arrived.
+    b = bridge()
+    def begin(request):
+        del b.begin  # one use: later invocations begin as usual
+        begun.set()
+        KEPT['held'] = done.wait(WAIT_S)
+        b.begin(request)
+    b.begin = begin
+
+def after_return(table, token, begun, done):
+    # Runs on a thread that outlives its invocation, once the next one's frame is in.
     try:
-        db.table(table).insert({'late': 'api'})
-        KEPT['api'] = 'accepted'
-    except SdkError as exc:
-        KEPT['api'] = exc.type
-    KEPT['raw'] = raw_insert(table, token, {'late': 'raw'})
-    KEPT['done'].set()
+        if not begun.wait(WAIT_S):
+            KEPT['api'] = KEPT['raw'] = 'the next invocation never arrived'
+            return
+        try:
+            db.table(table).insert({'late': 'api'})
+            KEPT['api'] = 'accepted'
+        except SdkError as exc:
+            KEPT['api'] = exc.type
+        KEPT['raw'] = raw_insert(table, token, {'late': 'raw'})
+    finally:
+        done.set()
 
 def main(event, context):
     table = event['t']
     if event['phase'] == 'keep':
         KEPT['token'] = bridge().token
-        KEPT['done'] = threading.Event()
-        threading.Thread(target=after_return, args=(table, bridge().token), daemon=True).start()
+        begun, done = threading.Event(), threading.Event()
+        hold_next_credential(begun, done)
+        threading.Thread(target=after_return, args=(table, bridge().token, begun, done), daemon=True).start()
         return db.table(table).insert({'phase': 'keep'})['id']
-    KEPT['done'].wait(10)
     replayed = raw_insert(table, KEPT['token'], {'late': 'replayed'})
     own = raw_insert(table, bridge().token, {'phase': 'own'})
-    return {'api': KEPT['api'], 'raw': KEPT['raw'], 'replayed': replayed, 'own_ok': own['ok'],
-            'same_token': KEPT['token'] == bridge().token}
+    return {'held': KEPT.get('held'), 'api': KEPT.get('api'), 'raw': KEPT.get('raw'), 'replayed': replayed,
+            'own_ok': own['ok'], 'same_token': KEPT['token'] == bridge().token}
 """
 
 REPLAY_NODE = """
@@ -61,13 +77,18 @@ exports.main = async (event) => {
     // Runs after the handler returned: the SDK refuses it, and so does the platform a raw frame.
     // Queued after the handler's last await, setImmediate runs in the turn that sends the result,
     // before the next invoke frame can be read: never inside the next invocation.
-    setImmediate(async () => {
+    kept.late = new Promise((resolve) => setImmediate(async () => {
       try { await db.table(t).insert({ late: 'api' }); kept.api = 'accepted'; } catch (e) { kept.api = e.type; }
       kept.raw = await _bridge.sendSdkCall({ op: 'db.insert', table: t, record: { late: 'raw' }, sdk_token: kept.token });
-    });
+      resolve();
+    }));
     return id;
   }
-  for (let i = 0; i < 500 && kept.raw === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+  // The late calls were sent before this invocation began; wait for the reply to the raw one
+  // (a deadline, so a lost reply fails the test instead of hanging it).
+  let timer;
+  await Promise.race([kept.late, new Promise((r) => { timer = setTimeout(r, 30000); })]);
+  clearTimeout(timer);
   const replayed = await _bridge.sendSdkCall({ op: 'db.insert', table: t, record: { late: 'replayed' }, sdk_token: kept.token });
   return { api: kept.api, raw: kept.raw, replayed, same_token: kept.token === _bridge.currentInvocation().sdk_token };
 };
@@ -94,16 +115,17 @@ class TestReplay:
     def test_python_kept_token_is_refused_after_its_invocation(self, server, unique_name, table):
         """A thread calling after main returned, and a token replayed in the next invocation on
         the same instance, are both refused; the current token works."""
-        server.deploy(unique_name, {"index.py": REPLAY_PY})
+        server.deploy(unique_name, {"index.py": REPLAY_PY}, timeout=60)
         first = server.invoke(unique_name, {"t": table, "phase": "keep"})
         assert first["success"] is True, first
         second = server.invoke(unique_name, {"t": table, "phase": "replay"})
         assert second["success"] is True and second["cold"] is False, second
+        assert second["result"]["held"] is True, second["result"]  # the late calls were made in time
         assert second["result"]["own_ok"] is True
         check_refusals(server, table, second["result"])
 
     def test_node_kept_token_is_refused_after_its_invocation(self, server, unique_name, table):
-        server.deploy(unique_name, {"index.js": REPLAY_NODE})
+        server.deploy(unique_name, {"index.js": REPLAY_NODE}, timeout=60)
         first = server.invoke(unique_name, {"t": table, "phase": "keep"})
         assert first["success"] is True, first
         second = server.invoke(unique_name, {"t": table, "phase": "replay"})
@@ -138,13 +160,18 @@ class FakeInstance:
 fake_instance = FakeInstance
 
 
+async def settle(answer):
+    """SdkHost.handle's answer: given at once (a refusal), or awaited."""
+    return answer if isinstance(answer, dict) else await answer
+
+
 class TestHostChecks:
     """SdkHost.handle refuses before doing anything unless the call carries the live token."""
 
     @pytest.fixture
     def host(self):
         data = _Data()
-        return SdkHost(SimpleNamespace(settings=Settings(), data=data)), data
+        return SdkHost(SimpleNamespace(settings=Settings(), data=data, invoker=SimpleNamespace(inflight={}))), data
 
     @pytest.mark.parametrize("sent,live", [(None, "tok"), ("", "tok"), ("old", "tok"), ("tok", None), (7, "tok")])
     async def test_refused(self, host, sent, live):
@@ -152,14 +179,14 @@ class TestHostChecks:
         message = {"type": "sdk_call", "call": 1, "op": "db.insert", "table": "t", "record": {}}
         if sent is not None:
             message["sdk_token"] = sent
-        reply = await sdk.handle(fake_instance(live), message)
+        reply = await settle(sdk.handle(fake_instance(live), message))
         assert reply["ok"] is False and reply["error"]["type"] == "CredentialRefused"
         assert reply["error"]["status"] == 401 and data.calls == []
 
     async def test_live_token_is_served(self, host):
         sdk, data = host
-        reply = await sdk.handle(fake_instance("tok"), {"op": "db.insert", "sdk_token": "tok", "table": "t",
-                                                        "record": {}})
+        reply = await settle(sdk.handle(fake_instance("tok"), {"op": "db.insert", "sdk_token": "tok", "table": "t",
+                                                               "record": {}}))
         assert reply == {"ok": True, "value": {"id": "x"}} and data.calls == ["insert"]
 
     async def test_the_credential_is_judged_when_the_call_arrives(self, host):
@@ -169,11 +196,11 @@ class TestHostChecks:
         instance = fake_instance("tok")
         pending = sdk.handle(instance, {"op": "db.insert", "sdk_token": "tok", "table": "t", "record": {}})
         instance.sdk_token = instance.current_invocation = None  # the result frame came next
-        assert await pending == {"ok": True, "value": {"id": "x"}} and data.calls == ["insert"]
+        assert await settle(pending) == {"ok": True, "value": {"id": "x"}} and data.calls == ["insert"]
         late = sdk.handle(instance, {"op": "db.insert", "sdk_token": "tok", "table": "t", "record": {}})
-        assert (await late)["error"]["type"] == "CredentialRefused" and data.calls == ["insert"]
+        assert (await settle(late))["error"]["type"] == "CredentialRefused" and data.calls == ["insert"]
 
     async def test_unknown_operation(self, host):
         sdk, _ = host
-        reply = await sdk.handle(fake_instance("tok"), {"op": "os.system", "sdk_token": "tok"})
+        reply = await settle(sdk.handle(fake_instance("tok"), {"op": "os.system", "sdk_token": "tok"}))
         assert reply["ok"] is False and reply["error"]["type"] == "BadRequest" and "os.system" in reply["error"]["message"]

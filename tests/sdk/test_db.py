@@ -72,6 +72,20 @@ class TestRecords:
         outside = server.client().get(f"/v1/tables/{table}/records", params={"where": json.dumps({"tag": "bulk"})})
         assert outside.status_code == 200 and len(outside.json()["records"]) == 4
 
+    def test_atomic_ops(self, server, unique_name, table):
+        """update(where, None, ops=...) increments, appends and removes in the database, atomically."""
+        server.deploy(unique_name, py(
+            "from concurrent.futures import ThreadPoolExecutor\n"
+            "t = db.table(event['t'])\n"
+            "rec = t.insert({'n': 0, 'old': 1})\n"
+            "with ThreadPoolExecutor(8) as pool:\n"
+            "    counts = list(pool.map(lambda i: t.update({'id': rec['id']}, None, ops={'n': {'inc': 1}, "
+            "'seen': {'push': [i]}}), range(16)))\n"
+            "t.update({}, None, ops={'old': {'remove': True}})\n"
+            "return [counts, t.get(rec['id'])]"))
+        counts, rec = invoke_ok(server, unique_name, {"t": table})
+        assert counts == [1] * 16 and rec["n"] == 16 and sorted(rec["seen"]) == list(range(16)) and "old" not in rec
+
     def test_threads_share_the_channel(self, server, unique_name, table):
         """Calls from many threads at once each get their own answer."""
         server.deploy(unique_name, {"index.py": (

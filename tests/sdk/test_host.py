@@ -17,7 +17,7 @@ class BlockingData:
         self.peak = 0
         self.release = asyncio.Event()
 
-    async def insert(self, table, record, principal):
+    async def insert(self, table, record, principal, origin=None):
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
@@ -36,7 +36,7 @@ async def until(predicate, timeout_s: float = 5.0) -> None:
 
 async def test_db_calls_of_one_instance_wait_their_turn():
     data = BlockingData()
-    host = SdkHost(SimpleNamespace(settings=Settings(), data=data))
+    host = SdkHost(SimpleNamespace(settings=Settings(), data=data, invoker=SimpleNamespace(inflight={})))
     instance = FakeInstance("tok")
     calls = [asyncio.ensure_future(host.handle(instance, {"op": "db.insert", "sdk_token": "tok", "table": "t",
                                                           "record": {"i": i}}))

@@ -4,14 +4,14 @@ import time
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from frazil.settings import Settings
+from frazil.settings import ENV_TEST_POSTGRES_URL, Settings
 from frazil.store.db import create_schema, open_engine
 from frazil.store.invocations import InvocationStore
 from frazil.store.models import InvocationRecord, InvocationStatus
 from frazil.store.record_writer import RecordWriter
 from tests.conftest import require_service
 
-POSTGRES_URL = os.environ.get("FRAZIL_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(ENV_TEST_POSTGRES_URL, "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
 def sample(n: int) -> InvocationRecord:

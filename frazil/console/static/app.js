@@ -4,7 +4,9 @@
 import { api, ApiError, clearKey, getKey, setKey } from './api.js';
 import { h, replace, badge, toast, fmtAgo } from './dom.js';
 import { poller } from './stats.js';
+import { ClusterView } from './views/cluster.js';
 import { DashboardView } from './views/dashboard.js';
+import { DataView } from './views/data.js';
 import { DeployView } from './views/deploy.js';
 import { FunctionView } from './views/function.js';
 
@@ -35,14 +37,21 @@ const fnCount = h('span', { class: 'count' });
 const fnList = h('ul', { class: 'fn-list', 'aria-label': 'Functions' });
 const navDashboard = h('a', { class: 'nav-item', href: '#/' }, h('span', { class: 'nav-icon icon-chart' }), 'Dashboard');
 const navDeploy = h('a', { class: 'nav-item', href: '#/deploy' }, h('span', { class: 'nav-icon icon-plus' }), 'Deploy function');
+const navData = h('a', { class: 'nav-item', href: '#/data' }, h('span', { class: 'nav-icon icon-data' }), 'Data tables and users');
+// Shown in cluster mode only (showClusterEntry): the embedded mode is one node.
+const navCluster = h('a', { class: 'nav-item', href: '#/cluster', hidden: true }, h('span', { class: 'nav-icon icon-cluster' }), 'Cluster nodes');
 const sidebar = h('aside', { class: 'sidebar' },
-  h('nav', { class: 'nav' }, navDashboard, navDeploy),
+  h('nav', { class: 'nav' }, navDashboard, navDeploy, navData, navCluster),
   h('div', { class: 'sidebar-head' },
     h('span', null, 'Functions'), fnCount,
     h('button', { class: 'icon-btn', type: 'button', title: 'Refresh the list', 'aria-label': 'Refresh the list', onclick: () => refreshFunctions(true) }, '↻')),
   h('div', { class: 'sidebar-filter' }, fnFilter),
   fnList);
-const main = h('main', { class: 'main', id: 'main', tabindex: '-1' });
+// tabindex 0: the main panel scrolls, so a keyboard must be able to reach it.
+const main = h('main', { class: 'main', id: 'main', tabindex: '0' });
+// The first stop of the Tab key: past the header and the sidebar. (Not a plain #main link: the
+// hash is the console's route.)
+const skipLink = h('a', { class: 'skip-link', href: '#main', onclick: (e) => { e.preventDefault(); main.focus(); } }, 'Skip to content');
 const shell = h('div', { class: 'shell' }, sidebar, main);
 
 // --- sign-in -----------------------------------------------------------------------------------
@@ -102,11 +111,12 @@ window.addEventListener('frazil:unauthorized', () => {
 // --- console lifecycle ---------------------------------------------------------------------------
 
 function enterConsole() {
-  document.body.replaceChildren(header, shell);
+  document.body.replaceChildren(skipLink, header, shell);
   poller.start();
   app.timers.push(setInterval(() => refreshFunctions(), 10000));
   app.timers.push(setInterval(checkHealth, 5000));
   checkHealth();
+  showClusterEntry();
   renderFunctionList();
   refreshFunctions();
   route();
@@ -132,6 +142,15 @@ async function checkHealth() {
   } catch {
     health.className = 'health health-bad';
     replace(health, h('span', { class: 'dot' }), 'unreachable');
+  }
+}
+
+async function showClusterEntry() {
+  try {
+    const { data } = await api('/v1/cluster');
+    navCluster.hidden = data.mode !== 'cluster';
+  } catch {
+    navCluster.hidden = true; // the page itself says why, if someone opens it
   }
 }
 
@@ -191,6 +210,8 @@ function parseHash() {
   });
   if (parts[0] === 'fn' && parts[1]) return { page: 'fn', name: parts[1], tab: parts[2] || 'overview', arg: parts[3] || null };
   if (parts[0] === 'deploy') return { page: 'deploy', name: parts[1] || null };
+  if (parts[0] === 'data') return { page: 'data', name: parts[1] || null };
+  if (parts[0] === 'cluster') return { page: 'cluster' };
   return { page: 'dashboard' };
 }
 
@@ -201,6 +222,8 @@ function route() {
   app.route = next;
   navDashboard.classList.toggle('active', next.page === 'dashboard');
   navDeploy.classList.toggle('active', next.page === 'deploy' && !next.name);
+  navData.classList.toggle('active', next.page === 'data');
+  navCluster.classList.toggle('active', next.page === 'cluster');
   renderFunctionList();
   if (prev && app.view && next.page === 'fn' && prev.page === 'fn' && prev.name === next.name) {
     app.view.show(next.tab, next.arg);
@@ -210,6 +233,8 @@ function route() {
   const ctx = { functions: () => app.functions, refreshFunctions };
   if (next.page === 'fn') app.view = new FunctionView(next.name, ctx);
   else if (next.page === 'deploy') app.view = new DeployView(next.name, ctx);
+  else if (next.page === 'data') app.view = new DataView(next.name);
+  else if (next.page === 'cluster') app.view = new ClusterView();
   else app.view = new DashboardView(ctx);
   replace(main, app.view.el);
   if (next.page === 'fn') app.view.show(next.tab, next.arg);

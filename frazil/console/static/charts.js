@@ -6,6 +6,7 @@ import { h, fmtNumber } from './dom.js';
 const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif';
 const AXIS = '#8a94a6';
 const GRID = '#e8ecf2';
+const TABLE_ROWS = 12;
 
 // A "nice" axis maximum: four equal steps of 1, 1.5, 2, 2.5 … 8 × 10^k (whole steps for counts).
 export function niceMax(v, integer = false) {
@@ -45,10 +46,20 @@ export class LineChart {
     this.extra = h('span', { class: 'chart-extra' });
     this.canvas = h('canvas', { class: 'chart-canvas', role: 'img', 'aria-label': title });
     this.tooltip = h('div', { class: 'chart-tooltip', hidden: true });
+    // The same numbers as a table, for keyboards and screen readers (the canvas is a picture).
+    this.tableBody = h('tbody');
+    this.table = h('details', { class: 'chart-table' },
+      h('summary', null, 'Show as a table'),
+      h('table', { class: 'table' },
+        h('caption', { class: 'sr-only' }, `${title}, the latest values`),
+        h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Time'), series.map((s) => h('th', { scope: 'col' }, s.label)))),
+        this.tableBody));
+    this.table.addEventListener('toggle', () => this.renderTable());
     this.el = h('figure', { class: 'chart' },
       h('figcaption', { class: 'chart-head' }, h('span', { class: 'chart-title' }, title), note ? h('span', { class: 'chart-note' }, note) : null, this.extra),
       legend,
-      h('div', { class: 'chart-body' }, this.canvas, this.tooltip));
+      h('div', { class: 'chart-body' }, this.canvas, this.tooltip),
+      this.table);
     this.canvas.addEventListener('mousemove', (e) => {
       const rect = this.canvas.getBoundingClientRect();
       this.hoverX = e.clientX - rect.left;
@@ -75,6 +86,22 @@ export class LineChart {
       this.legendValues[s.key].textContent = last === null ? '—' : this.format(last);
     }
     this.draw();
+    this.renderTable();
+  }
+
+  // The last TABLE_ROWS points, newest first (only while the table is open).
+  renderTable() {
+    if (!this.table.open) return;
+    const { t, values } = this.data;
+    const rows = [];
+    for (let k = t.length - 1; k >= 0 && rows.length < TABLE_ROWS; k--) {
+      rows.push(h('tr', null, h('td', null, new Date(t[k] * 1000).toLocaleTimeString(undefined, { hour12: false })),
+        this.series.map((s) => {
+          const v = (values[s.key] || [])[k];
+          return h('td', { class: 'num' }, v === null || v === undefined ? '—' : this.format(v));
+        })));
+    }
+    this.tableBody.replaceChildren(...rows);
   }
 
   draw() {
@@ -123,10 +150,13 @@ export class LineChart {
     });
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
-    for (let s = 0; s <= this.windowS; s += 30) {
+    // Ticks every 30 s on the live charts, in quarters (minutes) on the last hour's.
+    const tick = this.windowS <= 120 ? 30 : this.windowS / 4;
+    for (let s = 0; s <= this.windowS; s += tick) {
       const xx = x(now - s);
       ctx.fillStyle = AXIS;
-      ctx.fillText(s === 0 ? 'now' : `-${s}s`, Math.min(Math.max(xx, pad.l + 14), pad.l + W - 12), pad.t + H + 5);
+      const label = s === 0 ? 'now' : (s >= 60 ? `-${Math.round(s / 60)}m` : `-${s}s`);
+      ctx.fillText(label, Math.min(Math.max(xx, pad.l + 14), pad.l + W - 12), pad.t + H + 5);
     }
 
     // the limit line

@@ -115,6 +115,18 @@ export function pre(text, cls) {
   return h('pre', { class: ['code', cls] }, text);
 }
 
+// A card with a title, optional tools at the right of its head, and a body.
+export function card(title, body, ...tools) {
+  return h('div', { class: 'card' },
+    h('div', { class: 'card-head' }, h('h2', null, title), h('span', { class: 'toolbar-spacer' }), ...tools),
+    body);
+}
+
+// A table that may scroll sideways on a phone: a keyboard can reach it, to scroll it.
+export function scrollBox(label, table) {
+  return h('div', { class: 'card-body card-body-flush', tabindex: '0', role: 'region', 'aria-label': label }, table);
+}
+
 export function emptyState(title, hint) {
   return h('div', { class: 'empty' }, h('div', { class: 'empty-title' }, title), hint ? h('div', { class: 'empty-hint' }, hint) : null);
 }

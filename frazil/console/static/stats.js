@@ -147,4 +147,22 @@ export function quantiles(before, after, bounds) {
   return { p50: q(0.5), p95: q(0.95), mean: (sum / n) * 1000 };
 }
 
+// The last hour the server kept (GET /v1/stats/history): per sample, rates over its interval
+// and latency quantiles of its histogram differences; `fn` limits them to one function.
+export function historySeries(history, fn = null) {
+  const out = { t: [], ok: [], failed: [], cold: [], p50: [], p95: [] };
+  for (const sample of history.samples) {
+    const counters = fn ? sample.functions[fn] : sample.totals;
+    const dt = sample.interval_s > 0 ? sample.interval_s : history.interval_s;
+    out.t.push(sample.time);
+    out.ok.push(count(counters, ['succeeded']) / dt);
+    out.failed.push(count(counters, FAILED) / dt);
+    out.cold.push(counters ? counters.cold_starts / dt : 0);
+    const q = quantiles(null, counters && counters.duration, history.latency_buckets_s);
+    out.p50.push(q && q.p50);
+    out.p95.push(q && q.p95);
+  }
+  return out;
+}
+
 export const poller = new StatsPoller();

@@ -12,7 +12,7 @@
 // the sender when it starts; before that, calls reject.
 
 let sender = null;
-let current = null; // the invocation being served: {id, deadline_ms, sdk_token} or null
+let current = null; // the invocation being served: {id, deadline_ms, sdk_token, user} or null
 
 function install(fn) {
   sender = fn;
@@ -26,6 +26,11 @@ function currentInvocation() {
   return current;
 }
 
+/** Whether the runtime loop has connected the channel (false outside the platform). */
+function connected() {
+  return sender !== null;
+}
+
 function sendSdkCall(message) {
   if (sender === null) {
     return Promise.reject(new Error('frazil-sdk: the platform channel is not connected'));
@@ -33,4 +38,6 @@ function sendSdkCall(message) {
   return sender(message);
 }
 
-module.exports = { install, sendSdkCall, setCurrentInvocation, currentInvocation };
+module.exports = {
+  install, connected, sendSdkCall, setCurrentInvocation, currentInvocation,
+};

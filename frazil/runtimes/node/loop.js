@@ -13,7 +13,8 @@
 //   frame is sent. (Node's own pipe streams write asynchronously; they are never created.)
 // - An unhandled rejection or uncaught exception from user code is reported in the logs and
 //   never kills the instance in the middle of an invocation.
-// - require('frazil-sdk') resolves to ./frazil-sdk/index.js; packages resolve from the
+// - require('frazil-sdk') resolves to ./frazil-sdk/index.js, require('wx-server-sdk') to
+//   ./wx-server-sdk/index.js (before any bundled copy); other packages resolve from the
 //   project's own node_modules first (Node's usual walk up from the requiring file), then from
 //   each dependency layer's node_modules (NODE_PATH semantics).
 
@@ -23,8 +24,23 @@ const stream = require('stream');
 const util = require('util');
 
 const CHANNEL_FD = 3;
+// argv[2] of a generic instance (frazil.runtimes.GENERIC_FLAG): warm up, say hello, await GO_FD
+const GENERIC_FLAG = '--generic';
+const GO_FD = 4; // frazil.sandbox.helper.enter.GO_FD
+const GO = 0x31; // the byte the launcher writes once the code is in place (specialize.GO: '1')
 const DEFAULT_MAX_RESULT_BYTES = 6 * 1024 * 1024;
 const SDK_DIR = path.join(__dirname, 'frazil-sdk');
+
+/**
+ * Package names the platform provides itself, whatever a bundle or a layer holds: its own SDK,
+ * and WeChat's wx-server-sdk over it (frazil/build/provided.py says so in the build log).
+ */
+function providedModules() {
+  return new Map([
+    ['frazil-sdk', path.join(SDK_DIR, 'index.js')],
+    ['wx-server-sdk', path.join(__dirname, 'wx-server-sdk', 'index.js')],
+  ]);
+}
 
 // --- synchronous stdout/stderr (installed before anything can touch the real ones) -------
 
@@ -95,9 +111,9 @@ installOutputStreams();
 
 const Module = require('module');
 const net = require('net');
-const { pathToFileURL } = require('url');
 const protocol = require('./protocol');
 const bridge = require('./bridge');
+const handlers = require('./handlers');
 
 function platformLog(text) {
   writeAllSync(2, `frazil: ${text}\n`);
@@ -123,10 +139,11 @@ function formatThrown(value) {
 // --- module resolution ---------------------------------------------------------------------
 
 function installSdkResolution() {
-  const sdkEntry = path.join(SDK_DIR, 'index.js');
+  const provided = providedModules();
   const originalResolve = Module._resolveFilename;
   Module._resolveFilename = function resolveFilename(request, parent, isMain, options) {
-    if (request === 'frazil-sdk') return sdkEntry;
+    const entry = provided.get(request);
+    if (entry !== undefined) return entry;
     return originalResolve.call(this, request, parent, isMain, options);
   };
 }
@@ -156,57 +173,23 @@ function isDirectory(p) {
   }
 }
 
-function isFile(p) {
-  try {
-    return fs.statSync(p).isFile();
-  } catch (_) {
-    return false;
-  }
-}
-
-/** Candidate files of a handler's module, in the order frazil/build/detect.py lists them. */
-function moduleFiles(modulePath) {
-  if (/\.(c?js)$/.test(modulePath)) return [modulePath];
-  return [`${modulePath}.js`, `${modulePath}/index.js`, `${modulePath}.cjs`];
-}
-
-async function loadHandler(spec, codeDir) {
-  const dot = typeof spec === 'string' ? spec.lastIndexOf('.') : -1;
-  if (dot <= 0 || dot === spec.length - 1) {
-    throw new TypeError(`handler ${JSON.stringify(spec)} must look like 'module.function'`);
-  }
-  const modulePath = spec.slice(0, dot);
-  const name = spec.slice(dot + 1);
-  const candidates = moduleFiles(modulePath);
-  const file = candidates.map((c) => path.resolve(codeDir, c)).find(isFile);
-  if (!file) {
-    const err = new Error(`cannot find the handler's module: none of ${candidates.join(', ')} exists`);
-    err.code = 'MODULE_NOT_FOUND';
-    throw err;
-  }
-  let exported;
-  try {
-    exported = require(file);
-  } catch (err) {
-    if (!err || err.code !== 'ERR_REQUIRE_ESM') throw err;
-    exported = await import(pathToFileURL(file).href); // an ES module ("type": "module")
-  }
-  let handler = exported == null ? undefined : exported[name];
-  if (handler === undefined && exported && exported.default && typeof exported.default === 'object') {
-    handler = exported.default[name];
-  }
-  if (handler === undefined) {
-    throw new TypeError(`${path.relative(codeDir, file)} does not export a function named ${JSON.stringify(name)}`);
-  }
-  if (typeof handler !== 'function') {
-    throw new TypeError(`${spec} is not a function (it is ${typeof handler})`);
-  }
-  return handler;
-}
-
 // --- errors and results ----------------------------------------------------------------------
 
+// Cut to a size every frame that carries an error accepts (protocol.py's ERROR_TEXT_CHARS).
+const ERROR_TEXT_CHARS = 32 * 1024;
+
+function cutText(text, keepEnd) {
+  if (text.length <= ERROR_TEXT_CHARS) return text;
+  const note = `[... ${text.length - ERROR_TEXT_CHARS} characters cut ...]`;
+  return keepEnd ? note + text.slice(text.length - ERROR_TEXT_CHARS) : text.slice(0, ERROR_TEXT_CHARS) + note;
+}
+
 function describeError(err) {
+  const error = describeErrorWhole(err);
+  return { type: cutText(error.type, false), message: cutText(error.message, false), stack: cutText(error.stack, true) };
+}
+
+function describeErrorWhole(err) {
   try {
     if (err instanceof Error || (err !== null && typeof err === 'object' && 'message' in err && 'stack' in err)) {
       let type = err.name;
@@ -258,6 +241,7 @@ class Runtime {
   constructor(channel) {
     this.channel = channel;
     this.handler = null;
+    this.style = 2; // how the handler is called (handlers.callStyle)
     this.meta = {};
     this.maxResultBytes = DEFAULT_MAX_RESULT_BYTES;
     this.queue = Promise.resolve(); // invocations run one at a time, in arrival order
@@ -273,7 +257,10 @@ class Runtime {
   sendSdkCall(message) {
     const call = this.nextCall++;
     const current = bridge.currentInvocation();
-    const frame = { ...message, type: protocol.SDK_CALL, call };
+    // "type" first: the platform reads a frame's kind from its first bytes.
+    const frame = { type: protocol.SDK_CALL, call, ...message };
+    frame.type = protocol.SDK_CALL;
+    frame.call = call;
     if (current) {
       // The platform accepts a call only with the running invocation's token.
       if (frame.invocation_id === undefined) frame.invocation_id = current.id;
@@ -281,7 +268,11 @@ class Runtime {
     }
     return new Promise((resolve, reject) => {
       try {
-        this.send(protocol.encode(frame));
+        const data = protocol.encode(frame);
+        if (data.length - 4 > protocol.MAX_SDK_CALL_BYTES) {
+          throw new Error(`the SDK call is ${data.length - 4} bytes; the limit is ${protocol.MAX_SDK_CALL_BYTES}`);
+        }
+        this.send(data);
       } catch (err) {
         reject(err);
         return;
@@ -317,11 +308,9 @@ class Runtime {
     this.meta = init;
     if (typeof init.max_result_bytes === 'number') this.maxResultBytes = init.max_result_bytes;
     try {
-      Object.assign(process.env, init.env || {});
-      const codeDir = path.resolve(init.code_dir);
-      process.chdir(codeDir);
-      installLayers(init.layer_dirs);
-      this.handler = await loadHandler(init.handler, codeDir);
+      const codeDir = prepare(init);
+      this.handler = await handlers.loadHandler(codeDir, init.handler);
+      this.style = handlers.callStyle(this.handler);
     } catch (err) {
       writeMarker(init.log_marker);
       // Like the Python loop: an instance whose init failed is finished.
@@ -344,11 +333,18 @@ class Runtime {
       version: meta.version,
       memory_mb: meta.memory_mb,
       cold: Boolean(request.cold),
+      user: request.user || null, // {id, username} of the end user who called, else null
       remaining_ms: remaining,
       getRemainingTimeInMillis: remaining,
+      // AWS Lambda's names for what frazil has (docs/moving.md)
+      awsRequestId: id,
+      functionName: meta.function,
+      functionVersion: String(meta.version),
+      memoryLimitInMB: String(meta.memory_mb),
+      callbackWaitsForEmptyEventLoop: true, // accepted, without effect: an invocation ends when its handler settles
     };
     let frame;
-    bridge.setCurrentInvocation({ id, deadline_ms: deadline, sdk_token: request.sdk_token });
+    bridge.setCurrentInvocation({ id, deadline_ms: deadline, sdk_token: request.sdk_token, user: context.user });
     try {
       if (!this.initialized) throw new Error('the runtime was not initialized');
       const value = await this.call(request.event === undefined ? null : request.event, context);
@@ -363,32 +359,48 @@ class Runtime {
   }
 
   call(event, context) {
-    const handler = this.handler;
-    if (handler.length >= 3) {
-      // A callback-style handler (event, context, callback), as Lambda allows.
-      return new Promise((resolve, reject) => {
-        const callback = (err, value) => (err ? reject(err) : resolve(value));
-        Promise.resolve(handler(event, context, callback)).then((value) => {
-          if (value !== undefined) resolve(value);
-        }, reject);
-      });
-    }
-    return handler(event, context); // a value or a promise: `await` takes both
+    return handlers.callHandler(this.handler, this.style, event, context); // a value or a promise
   }
 }
 
-function main() {
+/** The function's environment, working folder and module paths, as its handler sees them. */
+function prepare(init) {
+  Object.assign(process.env, init.env || {});
+  const codeDir = path.resolve(init.code_dir);
+  process.chdir(codeDir);
+  installLayers(init.layer_dirs);
+  return codeDir;
+}
+
+/**
+ * The deploy's look at the function (frazil/build/handlers.py): load it as an instance would,
+ * say which handler it has, write that as JSON to the spec's "result" file.
+ */
+async function inspectMain(specPath) {
   installSdkResolution();
-  let channel;
+  const spec = JSON.parse(fs.readFileSync(specPath, 'utf8'));
+  let outcome;
   try {
-    fs.fstatSync(CHANNEL_FD);
-    channel = new net.Socket({ fd: CHANNEL_FD, readable: true, writable: true });
+    const codeDir = prepare(spec);
+    if (spec.handler) {
+      const handler = await handlers.loadHandler(codeDir, spec.handler);
+      outcome = { handler: spec.handler, arguments: handlers.callStyle(handler) };
+    } else {
+      outcome = await handlers.choose(codeDir);
+    }
   } catch (err) {
-    platformLog(`no protocol channel on fd ${CHANNEL_FD}: ${err.message}`);
-    process.exit(2);
+    if (err instanceof handlers.HandlerNotFound) outcome = { missing: err.message, exports: err.exports };
+    else outcome = { load_error: describeError(err) };
   }
-  const runtime = new Runtime(channel);
-  bridge.install((message) => runtime.sendSdkCall(message));
+  fs.writeFileSync(spec.result, JSON.stringify(outcome));
+  process.exit(0); // whatever the module left running (timers, sockets) ends here
+}
+
+/**
+ * Serve `runtime` the frames that arrive on `channel`, one by one, until it ends (`onEnd`).
+ * A broken frame or channel ends this process: the platform sees the runtime exit.
+ */
+function serve(channel, runtime, onEnd) {
   const decoder = new protocol.FrameDecoder();
   channel.on('data', (data) => {
     let payloads;
@@ -409,18 +421,143 @@ function main() {
       runtime.onMessage(message);
     }
   });
-  // The platform closed the channel: this instance is done.
-  channel.on('end', () => process.exit(0));
+  channel.on('end', onEnd);
   channel.on('error', (err) => {
     platformLog(`channel error: ${err.message}`);
     process.exit(1);
   });
-  runtime.send(protocol.encode({
+}
+
+const WARM_SOURCE = "exports.main = async (event, context) => ({ warm: [event, context.remaining_ms() > 0] });\n";
+
+/**
+ * One init and one invoke of a throw-away handler, through this loop's own code, on a
+ * throw-away channel (a Unix socket in /tmp); then every trace of it is undone. A generic
+ * instance does this while it waits, so that a cold start does not pay for the first run of
+ * the code it goes through (V8 compiles a function when it is first called; the first read
+ * from a socket sets up Node's stream machinery): ~1.5 ms of CPU off every hand-over.
+ * What it undoes: the module (require's cache and path cache), its folder, the working
+ * directory and the environment. It writes nothing to stdout or stderr (no log markers).
+ */
+async function warmUp() {
+  const folder = `/tmp/.frazil-warm-up-${process.pid}`;
+  const file = path.join(folder, 'index.js');
+  const cwd = process.cwd();
+  const env = { ...process.env };
+  fs.mkdirSync(folder, { mode: 0o700 });
+  try {
+    fs.writeFileSync(file, WARM_SOURCE);
+    const [ours, theirs] = await socketPair(path.join(folder, 'channel'));
+    const answered = new Promise((resolve) => {
+      const decoder = new protocol.FrameDecoder();
+      theirs.on('data', (data) => {
+        for (const payload of decoder.feed(data)) {
+          if (JSON.parse(payload.toString('utf8')).type === protocol.RESULT) resolve();
+        }
+      });
+    });
+    serve(ours, new Runtime(ours), () => {});
+    theirs.write(Buffer.concat([
+      protocol.encode({ type: protocol.INIT, handler: 'index.main', code_dir: folder, layer_dirs: [], env: {},
+        function: 'warm-up', version: 0, memory_mb: 0 }),
+      protocol.encode({ type: protocol.INVOKE, id: 'warm-up', event: { name: 'warm' }, cold: true,
+        deadline_ms: Date.now() + 60000 }),
+    ]));
+    await answered;
+    ours.destroy();
+    theirs.destroy();
+  } finally {
+    process.chdir(cwd);
+    delete require.cache[file];
+    for (const key of Object.keys(Module._pathCache)) {
+      if (key.includes(folder)) delete Module._pathCache[key];
+    }
+    for (const key of Object.keys(process.env)) {
+      if (!(key in env)) delete process.env[key];
+    }
+    Object.assign(process.env, env);
+    bridge.setCurrentInvocation(null);
+    fs.rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+/** Two connected sockets, through a Unix socket at `where` (removed once they are). */
+function socketPair(where) {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.once('connection', (ours) => {
+      server.close();
+      resolve([ours, theirs]);
+    });
+    let theirs;
+    server.listen(where, () => {
+      theirs = net.connect(where);
+      theirs.once('error', reject);
+    });
+  });
+}
+
+/**
+ * A generic instance (started before its function is known) waits, after its hello, until
+ * the launcher has attached the code: one byte on GO_FD, or EOF if it gave up (then this
+ * runtime ends). The descriptor is closed before anything reads "init", so no function
+ * code ever sees it. The read blocks the thread: there is nothing else to do meanwhile.
+ */
+function awaitGo() {
+  const byte = Buffer.alloc(1);
+  let got = -1;
+  while (got < 0) {
+    try {
+      got = fs.readSync(GO_FD, byte, 0, 1, null);
+    } catch (err) {
+      if (err.code !== 'EINTR') throw err;
+    }
+  }
+  fs.closeSync(GO_FD);
+  if (got !== 1 || byte[0] !== GO) process.exit(0); // the launcher gave up: no code, no function
+}
+
+function main(generic) {
+  let channel;
+  try {
+    fs.fstatSync(CHANNEL_FD);
+    channel = new net.Socket({ fd: CHANNEL_FD, readable: true, writable: true });
+  } catch (err) {
+    platformLog(`no protocol channel on fd ${CHANNEL_FD}: ${err.message}`);
+    process.exit(2);
+  }
+  const runtime = new Runtime(channel);
+  bridge.install((message) => runtime.sendSdkCall(message));
+  const hello = protocol.encode({
     type: protocol.HELLO,
     protocol: protocol.PROTOCOL_VERSION,
     runtime: 'nodejs20',
     pid: process.pid,
-  }));
+  });
+  if (!generic) {
+    serve(channel, runtime, () => process.exit(0)); // the platform closed the channel: done
+    runtime.send(hello);
+    return;
+  }
+  // Once the hello is on the socket, nothing runs here until the code is in place: "init"
+  // waits in the socket (or in the stream's buffer) meanwhile.
+  channel.write(hello, () => {
+    awaitGo();
+    serve(channel, runtime, () => process.exit(0));
+  });
 }
 
-main();
+if (process.argv[2] === handlers.INSPECT_FLAG) {
+  inspectMain(process.argv[3]);
+} else if (process.argv[2] === GENERIC_FLAG) {
+  process.argv.splice(2, 1); // what an instance started with its code has: no flag
+  installSdkResolution();
+  warmUp().then(() => main(true), (err) => {
+    platformLog(`warm-up failed: ${formatThrown(err)}`);
+    process.exit(1);
+  });
+} else {
+  installSdkResolution();
+  main(false);
+}

@@ -1,12 +1,14 @@
 'use strict';
-// The wire protocol between the platform and a runtime, version 1: the same bytes as
+// The wire protocol between the platform and a runtime, version 2: the same bytes as
 // frazil/runtimes/protocol.py (read its docstring for every message). A frame is a 4-byte
 // big-endian length followed by that many bytes of UTF-8 JSON (one object with a "type").
 // Node standard library only: this file runs inside the sandbox.
 
-const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 2;
 const HEADER_BYTES = 4;
 const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+// The largest sdk_call the platform accepts (protocol.py's MAX_SDK_CALL_BYTES).
+const MAX_SDK_CALL_BYTES = 8 * 1024 * 1024 + 256 * 1024;
 
 const HELLO = 'hello';
 const INIT = 'init';
@@ -91,6 +93,7 @@ class FrameDecoder {
 module.exports = {
   PROTOCOL_VERSION,
   MAX_FRAME_BYTES,
+  MAX_SDK_CALL_BYTES,
   HELLO,
   INIT,
   READY,

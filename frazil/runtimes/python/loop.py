@@ -6,7 +6,6 @@ invocations because this process does. See protocol.py for the messages.
 """
 import fcntl
 import collections
-import importlib
 import importlib.util
 import itertools
 import json
@@ -19,20 +18,22 @@ import time
 import traceback
 
 CHANNEL_FD = 3
+READ_BUFFER_BYTES = 16384
 RUNTIMES_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON_RUNTIME_DIR = os.path.join(RUNTIMES_ROOT, "python")
 
 
-def _load_protocol():
-    # Loaded under a private name so a function's own `protocol.py` still imports.
-    spec = importlib.util.spec_from_file_location("_frazil_protocol", os.path.join(RUNTIMES_ROOT, "protocol.py"))
+def _load_private(name, path):
+    # Loaded under a private name so a function's own `protocol.py` or `handlers.py` still imports.
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    sys.modules["_frazil_protocol"] = module
+    sys.modules[name] = module
     return module
 
 
-protocol = _load_protocol()
+protocol = _load_private("_frazil_protocol", os.path.join(RUNTIMES_ROOT, "protocol.py"))
+handlers = _load_private("_frazil_handlers", os.path.join(PYTHON_RUNTIME_DIR, "handlers.py"))
 
 
 class ChannelClosed(Exception):
@@ -56,7 +57,9 @@ class Channel:
     """
 
     def __init__(self, fd):
-        self._reader = os.fdopen(fd, "rb", buffering=0, closefd=False)
+        # Buffered: a frame's length prefix and its payload come in one read, not two.
+        # Only the thread in the reader role reads it (see `_wait_for`).
+        self._reader = os.fdopen(fd, "rb", buffering=READ_BUFFER_BYTES, closefd=False)
         self._fd = fd
         self._send_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
@@ -96,21 +99,19 @@ class Channel:
     def call(self, message):
         """Send an sdk_call and block until its sdk_reply; raises ChannelClosed."""
         call_id = next(self._call_ids)
-        message["type"] = protocol.SDK_CALL
-        message["call"] = call_id
+        data = _sdk_call_frame(message, call_id)
         with self._cond:
             if self._closed:
                 raise ChannelClosed()
             self._sync_calls.add(call_id)
-        self.send(message)
+        self._write(data)
         return self._wait_for(lambda: self._replies.pop(call_id, None))
 
     def call_async(self, message, on_reply):
         """Send an sdk_call; `on_reply(reply or None)` runs on the pump thread when its reply
         arrives (None: the channel closed first). Never blocks on the reply."""
         call_id = next(self._call_ids)
-        message["type"] = protocol.SDK_CALL
-        message["call"] = call_id
+        data = _sdk_call_frame(message, call_id)
         with self._cond:
             if self._closed:
                 raise ChannelClosed()
@@ -119,7 +120,7 @@ class Channel:
                 self._pump_thread = threading.Thread(target=self._pump, name="frazil-sdk-pump", daemon=True)
                 self._pump_thread.start()
             self._cond.notify_all()  # wake the pump
-        self.send(message)
+        self._write(data)
 
     def _pump(self):
         # Reads for the async calls while any is pending; idle otherwise. One per process.
@@ -182,6 +183,20 @@ class Channel:
             on_reply(message)
 
 
+class CallTooLarge(ValueError):
+    """An SDK call too large for the channel: the platform would end the instance for it."""
+
+
+def _sdk_call_frame(message, call_id):
+    """The frame of one sdk_call: its type first (the platform reads a frame's kind from its
+    first bytes), and no larger than the platform accepts."""
+    payload = json.dumps({"type": protocol.SDK_CALL, "call": call_id, **message}, separators=(",", ":"),
+                         ensure_ascii=False).encode()
+    if len(payload) > protocol.MAX_SDK_CALL_BYTES:
+        raise CallTooLarge(f"the SDK call is {len(payload)} bytes; the limit is {protocol.MAX_SDK_CALL_BYTES}")
+    return protocol.frame(payload)
+
+
 class SdkBridge:
     """What `frazil_sdk` talks through: the channel plus the running invocation's credential.
 
@@ -209,15 +224,21 @@ BRIDGE_MODULE = "_frazil_sdk_bridge"
 
 
 class Context:
-    """What a handler gets as `context`."""
+    """What a handler gets as `context`. The attributes of AWS Lambda's context that frazil
+    has are there under Lambda's names too (docs/moving.md): aws_request_id, function_version
+    (a string, as Lambda's) and memory_limit_in_mb."""
 
-    def __init__(self, invocation_id, function_name, version, memory_mb, cold, deadline_ms):
+    def __init__(self, invocation_id, function_name, version, memory_mb, cold, deadline_ms, user=None):
         self.invocation_id = invocation_id
         self.function_name = function_name
         self.version = version
         self.memory_mb = memory_mb
         self.cold = cold
+        self.user = user  # {"id", "username"} of the end user who called, else None
         self._deadline_ms = deadline_ms
+        self.aws_request_id = invocation_id
+        self.function_version = str(version)
+        self.memory_limit_in_mb = memory_mb
 
     def remaining_ms(self):
         return max(0, int(self._deadline_ms - time.time() * 1000))
@@ -226,37 +247,33 @@ class Context:
 
     def __repr__(self):
         return (f"Context(invocation_id={self.invocation_id!r}, function_name={self.function_name!r}, "
-                f"version={self.version}, memory_mb={self.memory_mb}, cold={self.cold})")
+                f"version={self.version}, memory_mb={self.memory_mb}, cold={self.cold}, user={self.user!r})")
+
+
+def prepare(init):
+    """The function's environment, working folder and import path, as its handler sees them."""
+    os.environ.update(init.get("env") or {})
+    code_dir = init["code_dir"]
+    os.chdir(code_dir)
+    # The project first, then its dependency layers, then the SDK; stdlib stays ahead.
+    sys.path[:0] = [code_dir, *init.get("layer_dirs", ()), PYTHON_RUNTIME_DIR]
 
 
 def describe_error(exc):
+    # Cut to a size every frame that carries an error accepts (protocol.ERROR_TEXT_CHARS).
     return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "type": protocol.cut_text(type(exc).__name__, 200),
+        "message": protocol.cut_text(str(exc)),
+        "stack": protocol.cut_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                                   keep_end=True),
     }
-
-
-def load_handler(spec):
-    """'index.main' -> index.main; 'src/app.handler' and 'pkg.mod.fn' work too."""
-    module_path, sep, attr = spec.rpartition(".")
-    if not sep or not module_path or not attr:
-        raise ValueError(f"handler {spec!r} must look like 'module.function'")
-    module_name = module_path.replace("/", ".").strip(".")
-    module = importlib.import_module(module_name)
-    try:
-        handler = getattr(module, attr)
-    except AttributeError:
-        raise AttributeError(f"module {module_name!r} has no function {attr!r}") from None
-    if not callable(handler):
-        raise TypeError(f"{spec} is not callable")
-    return handler
 
 
 class Runtime:
     def __init__(self, channel):
         self.channel = channel
         self.handler = None
+        self.arguments = 2  # how many of (event, context) the handler takes (handlers.call_style)
         self.meta = {}
         self.max_result_bytes = 6 * 1024 * 1024
         self.loop = None  # created on the first async handler, then reused
@@ -266,21 +283,18 @@ class Runtime:
     def initialize(self, init):
         self.meta = init
         self.max_result_bytes = init.get("max_result_bytes", self.max_result_bytes)
-        os.environ.update(init.get("env") or {})
-        code_dir = init["code_dir"]
-        os.chdir(code_dir)
-        # The project first, then its dependency layers, then the SDK; stdlib stays ahead.
-        sys.path[:0] = [code_dir, *init.get("layer_dirs", ()), PYTHON_RUNTIME_DIR]
-        self.handler = load_handler(init["handler"])
+        prepare(init)
+        self.handler = handlers.load_handler(init["code_dir"], init["handler"])
+        self.arguments = handlers.call_style(self.handler)
 
     def invoke(self, request):
         context = Context(
             request["id"], self.meta.get("function"), self.meta.get("version"),
-            self.meta.get("memory_mb"), request.get("cold", False), request["deadline_ms"],
+            self.meta.get("memory_mb"), request.get("cold", False), request["deadline_ms"], request.get("user"),
         )
         self.sdk.begin(request)
         try:
-            value = self.handler(request.get("event"), context)
+            value = self.handler(*(request.get("event"), context)[:self.arguments])
             if hasattr(value, "__await__"):  # a coroutine or any awaitable
                 if self.loop is None:
                     import asyncio  # only for async handlers: it costs an exec'd interpreter ~40 ms
@@ -302,7 +316,8 @@ class Runtime:
                 "message": f"the result cannot be encoded as JSON: {exc}",
                 "stack": "",
             }}
-        if len(encoded) > self.max_result_bytes:
+        encoded = encoded.encode()
+        if len(encoded) > self.max_result_bytes:  # in bytes, as the platform counts
             return {"type": protocol.RESULT, "id": invocation_id, "ok": False, "error": {
                 "type": "ResultTooLarge",
                 "message": f"the result is {len(encoded)} bytes; the limit is {self.max_result_bytes}",
@@ -359,10 +374,11 @@ def serve(channel, before_init=None):
             return
         outcome = runtime.invoke(request)
         marked = flush_output(request.get("log_marker"))
-        if isinstance(outcome, str):
+        if isinstance(outcome, bytes):
             # The result is already JSON: splice it in instead of encoding it twice.
-            head = json.dumps({"type": protocol.RESULT, "id": request["id"], "ok": True, "marker": marked})
-            channel.send_raw(f'{head[:-1]},"result":{outcome}}}'.encode())
+            head = json.dumps({"type": protocol.RESULT, "id": request["id"], "ok": True, "marker": marked},
+                              separators=(",", ":"), ensure_ascii=False).encode()
+            channel.send_raw(head[:-1] + b',"result":' + outcome + b"}")
         else:
             outcome["marker"] = marked
             channel.send(outcome)
@@ -375,5 +391,30 @@ def main(before_init=None):
     serve(Channel(CHANNEL_FD), before_init)
 
 
+def inspect_main(spec_path):
+    """The deploy's look at the function (frazil.build.handlers): load it as an instance
+    would, say which handler it has, write that as JSON to the spec's "result" file."""
+    with open(spec_path) as f:
+        spec = json.load(f)
+    try:
+        prepare(spec)
+        if spec.get("handler"):
+            handler = handlers.load_handler(spec["code_dir"], spec["handler"])
+            outcome = {"handler": spec["handler"], "arguments": handlers.call_style(handler)}
+        else:
+            outcome = handlers.choose(spec["code_dir"])
+    except handlers.HandlerNotFound as exc:
+        outcome = {"missing": str(exc), "exports": exc.exports}
+    except BaseException as exc:  # the module's own failure at import, even SystemExit
+        outcome = {"load_error": describe_error(exc)}
+    with open(spec["result"], "w") as f:
+        json.dump(outcome, f)
+    flush_output(None)
+    os._exit(0)  # whatever the module left running (a thread) ends here
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [handlers.INSPECT_FLAG]:
+        inspect_main(sys.argv[2])
+    else:
+        main()

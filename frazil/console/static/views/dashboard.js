@@ -3,6 +3,7 @@
 import { h, fmtDuration, fmtNumber } from '../dom.js';
 import { LineChart } from '../charts.js';
 import { poller } from '../stats.js';
+import { LastHour } from './last-hour.js';
 
 export const COLORS = {
   ok: '#0ea5e9', failed: '#ef4444', p50: '#6366f1', p95: '#f59e0b', cold: '#8b5cf6',
@@ -13,19 +14,20 @@ const fmtRate = (v) => `${fmtNumber(v)}/s`;
 const fmtMs = (v) => fmtDuration(v);
 const axisMs = (v) => (v >= 1000 ? `${fmtNumber(v / 1000)} s` : `${fmtNumber(v)} ms`);
 
-// The charts for invocation numbers (of one function or of all): shared with the function view.
-export function invocationCharts() {
+// The charts for invocation numbers (of one function or of all): shared with the function view
+// and the last hour (a wider window).
+export function invocationCharts({ windowS = 120, latencyNote = '5 s window' } = {}) {
   return {
     rate: new LineChart({
-      title: 'Invocations per second', format: fmtRate, minMax: 1,
+      title: 'Invocations per second', format: fmtRate, minMax: 1, windowS,
       series: [{ key: 'ok', label: 'succeeded', color: COLORS.ok, fill: true }, { key: 'failed', label: 'failed', color: COLORS.failed }],
     }),
     latency: new LineChart({
-      title: 'Latency', note: '5 s window', format: fmtMs, axis: axisMs, minMax: 1,
+      title: 'Latency', note: latencyNote, format: fmtMs, axis: axisMs, minMax: 1, windowS,
       series: [{ key: 'p50', label: 'p50', color: COLORS.p50 }, { key: 'p95', label: 'p95', color: COLORS.p95, dash: true }],
     }),
     cold: new LineChart({
-      title: 'Cold starts per second', format: fmtRate, minMax: 1,
+      title: 'Cold starts per second', format: fmtRate, minMax: 1, windowS,
       series: [{ key: 'cold', label: 'cold starts', color: COLORS.cold, fill: true }],
     }),
   };
@@ -67,6 +69,7 @@ export class DashboardView {
       series: [{ key: 'queue', label: 'queued', color: COLORS.queue, fill: true }],
     });
     this.status = h('span', { class: 'muted small' }, 'waiting for the first sample…');
+    this.lastHour = new LastHour();
     this.el = h('section', { class: 'page' },
       h('div', { class: 'page-head' },
         h('div', null, h('h1', null, 'Dashboard'), h('div', { class: 'page-sub' }, 'Live numbers of this installation, sampled every second over the last 2 minutes.')),
@@ -76,7 +79,8 @@ export class DashboardView {
       h('div', { class: 'chart-grid' }, this.charts.rate.el, this.charts.latency.el, this.charts.cold.el),
       h('h2', { class: 'section-title' }, 'Capacity'),
       this.tierGrid,
-      h('div', { class: 'chart-grid' }, this.instances.el, this.queue.el));
+      h('div', { class: 'chart-grid' }, this.instances.el, this.queue.el),
+      this.lastHour.el);
     this.unsubscribe = poller.subscribe(() => this.update());
   }
 
@@ -138,6 +142,7 @@ export class DashboardView {
 
   destroy() {
     this.unsubscribe();
+    this.lastHour.destroy();
     for (const c of [...Object.values(this.charts), ...Object.values(this.tierCharts), this.instances, this.queue]) c.destroy();
   }
 }

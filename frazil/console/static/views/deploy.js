@@ -63,7 +63,9 @@ export class DeployView {
     this.nameInput.addEventListener('input', () => this.validate());
     this.runtime = h('select', { class: 'input', id: 'fn-runtime', name: 'runtime' },
       h('option', { value: '' }, 'Auto-detect'), h('option', { value: 'python3.11' }, 'Python 3.11'), h('option', { value: 'nodejs20' }, 'Node.js 20'));
-    this.handler = h('input', { class: 'input mono', id: 'fn-handler', name: 'handler', value: 'index.main', spellcheck: 'false' });
+    // Empty: the deploy finds the handler (index.main first; docs/moving.md).
+    this.handler = h('input', { class: 'input mono', id: 'fn-handler', name: 'handler', value: '',
+      placeholder: 'found at deploy', spellcheck: 'false' });
     this.memory = segmented('memory', [[128, ['128 MB', h('small', null, '0.5 CPU')]], [256, ['256 MB', h('small', null, '0.75 CPU')]]], 128);
     this.timeout = h('input', { class: 'input', id: 'fn-timeout', name: 'timeout', type: 'number', min: '0.1', max: '900', step: 'any', value: '10' });
     this.resident = h('input', { class: 'input', id: 'fn-resident', name: 'resident', type: 'number', min: '0', max: '100', step: '1', value: '0' });
@@ -119,6 +121,8 @@ export class DeployView {
       this.timeout.value = String(f.timeout);
       this.resident.value = String(f.resident);
       this.public.checked = f.public;
+      // Settings the form has no control for yet: a redeploy keeps them instead of resetting them.
+      this.keptSettings = { access: f.access, http: f.http };
       for (const [k, v] of Object.entries(f.env || {})) this.addEnv(k, v);
     } catch (exc) {
       toast(`Cannot load the current settings: ${exc.message}`, 'warn');
@@ -185,7 +189,6 @@ export class DeployView {
     if (!this.source) out.push('choose the code: an archive or a folder');
     else if (this.source.kind === 'folder' && !this.source.kept.length) out.push('the folder holds no files to deploy');
     if (!NAME_RE.test(this.nameInput.value)) out.push('the name must be 1-63 characters a-z, 0-9 and -, starting with a letter');
-    if (!this.handler.value.trim()) out.push('the handler is required');
     const t = Number(this.timeout.value);
     if (!(t > 0 && t <= 900)) out.push('the timeout must be more than 0 and at most 900 s');
     const r = Number(this.resident.value);
@@ -208,13 +211,15 @@ export class DeployView {
 
   config() {
     const config = {
-      handler: this.handler.value.trim(),
+      handler: this.handler.value.trim() || null,
       memory: Number(this.memory.value),
       timeout: Number(this.timeout.value),
       resident: Number(this.resident.value),
-      public: this.public.checked,
+      // The checkbox says public or not; a function for end users (access "user") stays so.
+      access: this.public.checked ? 'public' : ((this.keptSettings || {}).access === 'user' ? 'user' : 'admin'),
       env: this.env(),
     };
+    if ((this.keptSettings || {}).http) config.http = true;
     if (this.runtime.value) config.runtime = this.runtime.value;
     return config;
   }

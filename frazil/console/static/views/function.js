@@ -5,6 +5,7 @@ import { api, fnPath } from '../api.js';
 import { h, replace, badge, statusBadge, fmtTime, fmtAgo, fmtBytes, fmtDuration, pre, toast, confirmDialog, copyText, spinner } from '../dom.js';
 import { poller } from '../stats.js';
 import { invocationCharts, updateInvocationCharts } from './dashboard.js';
+import { LastHour } from './last-hour.js';
 import { TestTab } from './invoke.js';
 import { HistoryTab } from './history.js';
 import { LogsTab } from './logs.js';
@@ -51,16 +52,34 @@ export class FunctionView {
       this.renderHeading();
     } catch (exc) {
       this.fn = null;
-      replace(this.heading, h('span', { class: 'text-bad' }, exc.message));
+      if (exc.status === 404) this.showMissing();
+      else replace(this.heading, h('span', { class: 'text-bad' }, exc.message));
     }
     return this.fn;
+  }
+
+  // A function that does not exist (mistyped, or deleted meanwhile): say so instead of tabs
+  // that would wait for it forever.
+  showMissing() {
+    if (this.tabView) this.tabView.destroy();
+    this.tabView = null;
+    this.show = () => {};
+    replace(this.el,
+      h('div', { class: 'page-head' }, h('div', null, h('h1', { class: 'fn-title' }, this.name))),
+      h('div', { class: 'card missing', role: 'alert' }, h('div', { class: 'card-body' },
+        h('h2', null, 'This function does not exist'),
+        h('p', null, `There is no function named ${this.name}: it was deleted, or the address is mistyped.`),
+        h('p', null, h('a', { class: 'btn btn-primary', href: `#/deploy/${encodeURIComponent(this.name)}` }, `Deploy ${this.name}`),
+          ' ', h('a', { class: 'btn', href: '#/' }, 'Back to the dashboard')))));
   }
 
   renderHeading() {
     const f = this.fn;
     replace(this.heading,
       badge(`v${f.version}`, 'info'), badge(f.runtime, 'muted'), badge(`${f.memory} MB`, 'muted'), badge(`timeout ${f.timeout} s`, 'muted'),
-      f.public ? badge('public', 'ok', 'anyone may invoke it without a key') : badge('private', 'muted', 'invoking needs the admin key'),
+      accessBadge(f.access),
+      f.http ? badge('http', 'info', `an HTTP endpoint at ${endpointUrl(f)}`) : null,
+      (f.triggers || []).length ? badge(`${f.triggers.length} trigger${f.triggers.length > 1 ? 's' : ''}`, 'info', f.triggers.map(triggerText).join('\n')) : null,
       f.resident ? badge(`resident ${f.resident}`, 'warn', 'instances kept warm at all times') : null,
       h('span', { class: 'muted small' }, `deployed ${fmtAgo(f.deployed_at)}`));
   }
@@ -111,6 +130,40 @@ export class FunctionView {
   }
 }
 
+// --- who may invoke it, what fires it ------------------------------------------------------------
+
+const ACCESS = {
+  admin: ['ok', 'the admin key only'],
+  user: ['info', 'any logged-in end user with their token, and the admin'],
+  public: ['warn', 'anyone, without a token'],
+};
+
+function accessBadge(access) {
+  const [kind, title] = ACCESS[access] || ['muted', ''];
+  return badge(`access ${access}`, kind, title);
+}
+
+function endpointUrl(f) {
+  return `${location.origin}${f.endpoint}`;
+}
+
+function triggerText(t) {
+  if (t.type === 'schedule') return `schedule ${t.cron}${t.next_fire_at ? ` (next ${t.next_fire_at})` : ''}`;
+  if (t.type === 'table') return `table ${t.table} on ${(t.on || []).join(', ')}`;
+  return JSON.stringify(t);
+}
+
+function triggerItem(t) {
+  if (t.type === 'schedule') {
+    return [badge('schedule', 'muted'), ' ', h('code', null, t.cron), ' UTC',
+      t.next_fire_at ? h('span', { class: 'muted small fn-next-fire', title: t.next_fire_at }, ` · next ${fmtTime(t.next_fire_at)}`) : null];
+  }
+  if (t.type === 'table') {
+    return [badge('table', 'muted'), ' ', h('code', null, t.table), h('span', { class: 'muted small' }, ` · on ${(t.on || []).join(', ')}`)];
+  }
+  return h('code', null, JSON.stringify(t));
+}
+
 // --- overview -----------------------------------------------------------------------------------
 
 class OverviewTab {
@@ -125,7 +178,8 @@ class OverviewTab {
 
   endpointCard() {
     const url = `${location.origin}/v1/functions/${this.view.name}/invoke`;
-    const curl = `curl -X POST '${url}' \\\n  -H 'Authorization: Bearer $FRAZIL_TOKEN' \\\n  -d '{"name": "world"}'`;
+    // The header in double quotes: the shell expands $FRAZIL_TOKEN there (not in single quotes).
+    const curl = `curl -X POST '${url}' \\\n  -H "Authorization: Bearer $FRAZIL_TOKEN" \\\n  -d '{"name": "world"}'`;
     return h('div', { class: 'card' },
       h('div', { class: 'card-head' }, h('h2', null, 'Invoke'),
         h('button', { class: 'btn btn-sm', type: 'button', onclick: () => copyText(curl) }, 'Copy curl')),
@@ -148,7 +202,14 @@ class OverviewTab {
           row('Memory', `${f.memory} MB`),
           row('Timeout', `${f.timeout} s`),
           row('Resident instances', String(f.resident)),
-          row('Public', f.public ? 'yes: invoking needs no key' : 'no: invoking needs the admin key'),
+          row('Access', h('span', { class: 'fn-access' }, accessBadge(f.access), ' ', ACCESS[f.access] ? ACCESS[f.access][1] : '')),
+          row('HTTP endpoint', f.endpoint
+            ? h('span', { class: 'fn-endpoint' }, h('code', null, endpointUrl(f)), ' ',
+              h('button', { class: 'btn btn-sm', type: 'button', onclick: () => copyText(endpointUrl(f)) }, 'Copy'))
+            : h('span', { class: 'muted' }, 'off (deploy with http = true for one at /fn/' + f.name + ')')),
+          row('Triggers', (f.triggers || []).length
+            ? h('ul', { class: 'fn-triggers' }, f.triggers.map((t) => h('li', null, triggerItem(t))))
+            : h('span', { class: 'muted' }, 'none: only calls start it')),
           row('Deployed', `${fmtTime(f.deployed_at)} (${fmtAgo(f.deployed_at)})`)),
         h('h3', { class: 'sub-title' }, 'Environment'),
         envRows.length
@@ -215,11 +276,13 @@ class MetricsTab {
   constructor(view) {
     this.view = view;
     this.charts = invocationCharts();
+    this.lastHour = new LastHour(view.name);
     this.totals = h('div', { class: 'tiles tiles-sm' });
     this.el = h('div', null,
       h('p', { class: 'muted small' }, `Live numbers of ${view.name}, sampled every second over the last 2 minutes. Totals count since the server started.`),
       this.totals,
-      h('div', { class: 'chart-grid' }, this.charts.rate.el, this.charts.latency.el, this.charts.cold.el));
+      h('div', { class: 'chart-grid' }, this.charts.rate.el, this.charts.latency.el, this.charts.cold.el),
+      this.lastHour.el);
     this.unsubscribe = poller.subscribe(() => this.update());
   }
 
@@ -241,6 +304,7 @@ class MetricsTab {
 
   destroy() {
     this.unsubscribe();
+    this.lastHour.destroy();
     for (const c of Object.values(this.charts)) c.destroy();
   }
 }

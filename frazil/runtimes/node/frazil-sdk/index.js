@@ -1,13 +1,14 @@
 'use strict';
 // require('frazil-sdk') inside a function resolves here (the Node loop maps the name).
 //
-//   const { db, http, log } = require('frazil-sdk');
+//   const { db, http, functions, log } = require('frazil-sdk');
 //   const notes = db.table('notes');
 //   const rec = await notes.insert({ text: 'hi' });          // the stored record, with "id"
 //   const rows = await notes.find({ text: 'hi' }, { limit: 10 });
 //   const n = await notes.update({ seen: { ne: true } }, { seen: true });   // bulk
 //   const r = await http.get('https://example.com/', { timeout: 10 });      // r.status, r.text, r.json()
 //   log.info('visible in the invocation\'s logs');
+//   const env = await functions.invoke('other', { x: 1 });                // the callee's envelope
 //
 // `db` has admin rights over the BaaS tables (ACLs do not apply); `http` goes out through the
 // platform's proxy (the function has no network of its own; at most 50 requests of one instance
@@ -15,9 +16,29 @@
 // protocol channel (../bridge.js), carrying the running invocation's credential, which dies when
 // the invocation ends. A failed call rejects with an SdkError (err.name === 'SdkError', err.type
 // e.g. 'NotFound', 'HttpDenied', 'HttpTimeout', 'CredentialRefused').
+//
+// Outside the platform (a function's own unit tests, after `npm install <frazil>/frazil/runtimes/
+// node/frazil-sdk`), no runtime loop has connected the channel, and the same calls go to a
+// running `frazil server` over its HTTP API, configured by FRAZIL_URL and FRAZIL_TOKEN
+// (./outside.js): db with the admin key, http straight to the destination, log to stderr.
 
 const util = require('util');
-const bridge = require('../bridge');
+const bridge = loadBridge();
+
+function loadBridge() {
+  // Installed from the repository the package is a link and ../bridge.js resolves; a copy of
+  // the package alone has no bridge, and can only be outside.
+  try {
+    return require('../bridge');
+  } catch (err) {
+    if (err.code === 'MODULE_NOT_FOUND') return null;
+    throw err;
+  }
+}
+
+function insidePlatform() {
+  return bridge !== null && bridge.connected();
+}
 
 class SdkError extends Error {
   constructor(message, type = 'SdkError', status = undefined) {
@@ -31,6 +52,7 @@ class SdkError extends Error {
 // --- the call ---------------------------------------------------------------------------------
 
 async function call(op, fields) {
+  if (!insidePlatform()) return require('./outside').call(op, fields, SdkError);
   const current = bridge.currentInvocation();
   if (current === null) {
     throw new SdkError('no invocation is running: the SDK can be used only while the function\'s '
@@ -84,9 +106,14 @@ class Table {
     return call('db.count', { table: this.name, where: where(w) });
   }
 
-  /** Set the patch's fields on every record matching `w` ({} = all); resolves to how many changed. */
-  update(w, patch) {
-    return call('db.update', { table: this.name, where: w, patch });
+  /**
+   * Set the patch's fields on every record matching `w` ({} = all) and apply the atomic
+   * opts.ops ({n: {inc: 1}, tags: {push: [...]}, old: {remove: true}}); resolves to how many changed.
+   */
+  update(w, patch, opts = {}) {
+    const fields = { table: this.name, where: w, patch: patch ?? null };
+    if (opts.ops !== undefined) fields.ops = opts.ops;
+    return call('db.update', fields);
   }
 
   /** Delete every record matching `w` ({} = all); resolves to how many. */
@@ -194,6 +221,21 @@ for (const method of ['get', 'head', 'post', 'put', 'patch', 'delete']) {
   http[method] = (url, opts) => request(method.toUpperCase(), url, opts);
 }
 
+// --- functions --------------------------------------------------------------------------------
+
+// Calls between functions. invoke(name, event) resolves to the callee's envelope
+// ({success, message, result, invocation_id, ...}); with { mode: 'async', delay_s: N } to the
+// queued invocation's id. The callee's timeout is cut to this invocation's remaining time; a
+// chain deeper than 8 calls rejects with err.type 'ChainTooDeep', a full tier with 'TooManyRequests'.
+const functions = {
+  invoke(name, event = null, opts = {}) {
+    const fields = { name, event: event === undefined ? null : event, mode: opts.mode || 'sync' };
+    const delay = opts.delay_s ?? opts.delayS;
+    if (delay !== undefined && delay !== null) fields.delay_s = delay;
+    return call('functions.invoke', fields);
+  },
+};
+
 // --- log --------------------------------------------------------------------------------------
 
 function logger(level) {
@@ -211,4 +253,5 @@ const log = {
   error: logger('ERROR'),
 };
 
-module.exports = { db, http, log, SdkError, Response, Table, _bridge: bridge };
+// _call: one SDK operation, for the platform's other in-sandbox modules (../wx-server-sdk).
+module.exports = { db, http, functions, log, SdkError, Response, Table, _bridge: bridge, _call: call };

@@ -7,6 +7,9 @@ turn. A refusal or a failure raises SdkError (types "HttpDenied", "HttpTimeout",
 "ResponseTooLarge", "HttpError"); an HTTP error status is not an exception (see `ok` and
 `raise_for_status()`).
 """
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Union
 import base64
 import json as _json
 from urllib.parse import urlencode
@@ -15,12 +18,14 @@ from .errors import SdkError
 
 DEFAULT_TIMEOUT_S = 10.0
 
+Headers = Union[Mapping[str, Union[str, int, float]], Iterable[tuple[str, Union[str, int, float]]], None]
+
 
 class Response:
     """`status`, `headers` (lower-case names), `url` (after redirects), `content` (bytes),
     `text`, `json()`."""
 
-    def __init__(self, status, headers, url, content):
+    def __init__(self, status: int, headers: dict[str, str], url: str | None, content: bytes) -> None:
         self.status = status
         self.status_code = status
         self.headers = headers
@@ -28,7 +33,7 @@ class Response:
         self.content = content
 
     @classmethod
-    def from_wire(cls, value):
+    def from_wire(cls, value: dict[str, Any]) -> Response:
         headers = {}
         for name, item in value.get("headers") or ():
             name = name.lower()
@@ -40,11 +45,11 @@ class Response:
         return cls(value["status"], headers, value.get("url"), content)
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return 200 <= self.status < 400
 
     @property
-    def encoding(self):
+    def encoding(self) -> str:
         for part in self.headers.get("content-type", "").split(";")[1:]:
             key, _, val = part.strip().partition("=")
             if key.lower() == "charset" and val:
@@ -52,21 +57,21 @@ class Response:
         return "utf-8"
 
     @property
-    def text(self):
+    def text(self) -> str:
         try:
             return self.content.decode(self.encoding, errors="replace")
         except LookupError:
             return self.content.decode("utf-8", errors="replace")
 
-    def json(self):
+    def json(self) -> Any:
         return _json.loads(self.content)
 
-    def raise_for_status(self):
+    def raise_for_status(self) -> Response:
         if self.status >= 400:
             raise SdkError(f"{self.status} from {self.url}", "HttpStatus", self.status)
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Response [{self.status}] {self.url}>"
 
 
@@ -108,11 +113,12 @@ def _body(data, json, headers):
 
 
 class Http:
-    def __init__(self, runner):
+    def __init__(self, runner: Any) -> None:
         self._run = runner.run
 
-    def request(self, method, url, *, headers=None, params=None, data=None, json=None,
-                timeout=DEFAULT_TIMEOUT_S, follow_redirects=True):
+    def request(self, method: str, url: str, *, headers: Headers = None,
+                params: Mapping[str, Any] | None = None, data: str | bytes | Mapping[str, Any] | None = None,
+                json: Any = None, timeout: float = DEFAULT_TIMEOUT_S, follow_redirects: bool = True) -> Response:
         """One request; answers a Response (also for 4xx/5xx statuses)."""
         if not isinstance(method, str) or not isinstance(url, str):
             raise TypeError("method and url are strings")
@@ -125,20 +131,20 @@ class Http:
         fields["headers"] = wire_headers
         return self._run("http.request", fields, Response.from_wire)
 
-    def get(self, url, **kwargs):
+    def get(self, url: str, **kwargs: Any) -> Response:
         return self.request("GET", url, **kwargs)
 
-    def head(self, url, **kwargs):
+    def head(self, url: str, **kwargs: Any) -> Response:
         return self.request("HEAD", url, **kwargs)
 
-    def post(self, url, **kwargs):
+    def post(self, url: str, **kwargs: Any) -> Response:
         return self.request("POST", url, **kwargs)
 
-    def put(self, url, **kwargs):
+    def put(self, url: str, **kwargs: Any) -> Response:
         return self.request("PUT", url, **kwargs)
 
-    def patch(self, url, **kwargs):
+    def patch(self, url: str, **kwargs: Any) -> Response:
         return self.request("PATCH", url, **kwargs)
 
-    def delete(self, url, **kwargs):
+    def delete(self, url: str, **kwargs: Any) -> Response:
         return self.request("DELETE", url, **kwargs)

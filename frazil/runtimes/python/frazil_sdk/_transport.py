@@ -36,6 +36,8 @@ def call(op, fields):
     message = dict(fields, op=op, sdk_token=token)
     try:
         reply = bridge.channel.call(message)
+    except ValueError as exc:  # too large to send (the loop's CallTooLarge), or not JSON
+        raise _unsendable(exc) from None
     except Exception as exc:  # ChannelClosed, or the channel broke
         raise SdkError(f"the platform channel is closed: {exc or type(exc).__name__}", "ChannelClosed") from None
     return _unwrap(reply)
@@ -55,9 +57,17 @@ async def acall(op, fields):
 
     try:
         bridge.channel.call_async(dict(fields, op=op, sdk_token=token), deliver)
+    except ValueError as exc:  # too large to send (the loop's CallTooLarge), or not JSON
+        raise _unsendable(exc) from None
     except Exception as exc:
         raise SdkError(f"the platform channel is closed: {exc or type(exc).__name__}", "ChannelClosed") from None
     return _unwrap(await future)
+
+
+def _unsendable(exc):
+    if type(exc).__name__ == "CallTooLarge":
+        return SdkError(str(exc), "PayloadTooLarge", 413)
+    return SdkError(f"the SDK call cannot be sent: {exc}", "BadRequest", 400)
 
 
 def _settle(future, reply):

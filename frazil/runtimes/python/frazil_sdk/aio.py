@@ -7,14 +7,23 @@
 Calls are sent at once and their replies are delivered by one helper thread, so a handler
 can have many in flight without a thread each.
 """
-from . import _transport
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import _runner
 from ._db import Database, Table
 from .errors import SdkError
+from ._functions import Functions
 from ._http import Http, Response
 from ._log import Logger
 
-db = Database(_transport.ASYNC)
-http = Http(_transport.ASYNC)
+if TYPE_CHECKING:
+    from ._aio_types import AsyncDatabase, AsyncHttp
+
+db: AsyncDatabase = Database(_runner.ASYNC)  # type: ignore[assignment]
+http: AsyncHttp = Http(_runner.ASYNC)  # type: ignore[assignment]
+functions = Functions(_runner.ASYNC)
 log = Logger()
 
-__all__ = ["db", "http", "log", "SdkError", "Table", "Response"]
+__all__ = ["db", "http", "functions", "log", "SdkError", "Table", "Response"]

@@ -1,4 +1,5 @@
 """The one exception type of the SDK."""
+from __future__ import annotations
 
 
 class SdkError(Exception):
@@ -8,11 +9,11 @@ class SdkError(Exception):
     "CredentialRefused"); `status` is the matching HTTP status when there is one.
     """
 
-    def __init__(self, message, type="SdkError", status=None):
+    def __init__(self, message: str, type: str = "SdkError", status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.type = type
         self.status = status
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SdkError({self.message!r}, type={self.type!r})"

@@ -1,0 +1,1 @@
+"""The `frazil` commands, one module per kind of thing they act on."""

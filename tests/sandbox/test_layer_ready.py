@@ -1,0 +1,93 @@
+"""Instances that imported a dependency layer's packages before their code (issue 15,
+frazil.sandbox.layer_ready): a layer's first cold start takes the plain path and leaves one
+ready; the next cold start with that layer gets it, the package already imported from
+/layers/0 before its init; a layer whose import fails falls back to the plain path with a
+log line. Layers are real tiny packages with the dist-info pip would have written."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from frazil.sandbox.base import InstanceShape
+from tests.sandbox.conftest import RuntimeClient, make_code_dir
+
+LAYER_MB = 256
+# Imported ahead, sys.path starts with the layers; imported by the function, with /code.
+MARKER = '''import sys
+IMPORTED_AHEAD = sys.path[0] == "/layers/0"
+'''
+
+
+def layer_files(name: str, body: str) -> dict[str, str]:
+    return {f"{name}/__init__.py": body, f"{name}-1.0.dist-info/METADATA": f"Name: {name}\nVersion: 1.0\n",
+            f"{name}-1.0.dist-info/RECORD": f"{name}/__init__.py,,\n{name}-1.0.dist-info/RECORD,,\n"}
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from frazil.settings import Settings
+
+    return Settings(data_dir=tmp_path / "data", sandbox="isolated", sandbox_zygote=True, sandbox_prebuilt=0,
+                    sandbox_prebuilt_node=0, sandbox_layer_prebuilt_mb=LAYER_MB)
+
+
+async def wait_for(predicate, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def started(sandbox, spec) -> RuntimeClient:
+    client = RuntimeClient(await sandbox.create(spec))
+    await client.start()
+    return client
+
+
+async def test_the_second_cold_start_gets_an_instance_that_imported_the_layer(sandbox, spec_factory, tmp_path):
+    layer = make_code_dir(tmp_path, layer_files("tinylayer", MARKER))
+    first = await started(sandbox, spec_factory(layer_dirs=(layer,)))
+    try:
+        assert first.proc.stats["path"] == "zygote"
+        assert await first.run("import tinylayer\nresult = tinylayer.IMPORTED_AHEAD") is False
+    finally:
+        await first.proc.destroy()
+    shape = InstanceShape.of(spec_factory(layer_dirs=(layer,))).with_layers((layer,))
+    await wait_for(lambda: sandbox.layer_ready.pool.ready_count(shape) >= 1, "a ready instance of the layer")
+    second = await started(sandbox, spec_factory(layer_dirs=(layer,)))
+    try:
+        assert second.proc.stats["path"] == "layer"
+        result = await second.run('''
+import sys
+result = [sys.modules["tinylayer"].IMPORTED_AHEAD, sys.modules["tinylayer"].__file__, sys.path[:2]]
+''')
+        assert result == [True, "/layers/0/tinylayer/__init__.py", ["/code", "/layers/0"]]
+    finally:
+        await second.proc.destroy()
+    assert sandbox.layer_ready.cost_mb(shape) > 0
+
+
+async def test_a_layer_whose_import_fails_falls_back_to_the_plain_path_with_a_log_line(sandbox, spec_factory,
+                                                                                        tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="frazil.sandbox.layer_ready")
+    layer = make_code_dir(tmp_path, layer_files("brokenlayer", "raise RuntimeError('no GPU here')\n"))
+    first = await started(sandbox, spec_factory(layer_dirs=(layer,)))
+    try:
+        assert await first.run("result = 'fine without it'") == "fine without it"
+    finally:
+        await first.proc.destroy()
+    await wait_for(lambda: (str(layer),) in sandbox.layer_ready.unfit, "the layer marked unfit")
+    reason = sandbox.layer_ready.unfit[(str(layer),)]
+    assert "importing brokenlayer from the dependency layer failed: RuntimeError: no GPU here" in reason
+    assert any("take the plain path" in r.getMessage() and "no GPU here" in r.getMessage() for r in caplog.records)
+    again = await started(sandbox, spec_factory(layer_dirs=(layer,)))
+    try:
+        assert again.proc.stats["path"] != "layer"
+        assert await again.run("result = 'still fine'") == "still fine"
+    finally:
+        await again.proc.destroy()
+    shape = InstanceShape.of(spec_factory(layer_dirs=(layer,))).with_layers((layer,))
+    assert sandbox.layer_ready.pool.ready_count(shape) == 0
