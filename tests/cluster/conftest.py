@@ -10,6 +10,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -74,11 +75,17 @@ def cluster_settings(tmp_path, database_url: str, cluster: str, name: str = "nod
 
 @pytest.fixture
 def node_factory(tmp_path_factory):
-    """`node_factory(env, role)` → a started LocalServer with its own data dir; all closed after."""
+    """`node_factory(env, role)` → a started LocalServer with its own data dir; all closed after.
+    Tests start nodes from several threads at once: pytest's tmp_path_factory is not
+    thread-safe (its first use makes the session's base dir, so two threads can each make one),
+    hence the lock."""
     started = []
+    making_dirs = threading.Lock()
 
     def start(env: dict, role: str | None = None):
-        srv = make_server(tmp_path_factory.mktemp("node") / "data", **env)
+        with making_dirs:
+            data_dir = tmp_path_factory.mktemp("node") / "data"
+        srv = make_server(data_dir, **env)
         srv.role = role
         started.append(srv)
         return srv.start(timeout=60)
