@@ -379,4 +379,4 @@ ENV_REQUIRE_SERVICES = "FRAZIL_REQUIRE_SERVICES"  # tests: "1" fails instead of 
 ENV_TEST_SANDBOX = "FRAZIL_TEST_SANDBOX"  # tests: the sandbox test servers use (default: isolated if it works)
 ENV_TEST_POSTGRES_URL = "FRAZIL_TEST_POSTGRES_URL"  # tests: the PostgreSQL server the data tests use
 ENV_TEST_NATS_URL = "FRAZIL_TEST_NATS_URL"  # tests: the NATS server (with JetStream) the cluster tests use
-ENV_VM_SLOWDOWN = "FRAZIL_VM_SLOWDOWN"  # tests: stretches the VM smoke test's waits on a starved VM
+ENV_VM_SLOWDOWN = "FRAZIL_VM_SLOWDOWN"  # tests: how much slower the machine is (the VM runner sets it); stretches servers' start waits

@@ -28,12 +28,16 @@ from pathlib import Path
 
 import httpx
 
-from frazil.settings import ENV_TOKEN, ENV_URL, Settings
+from frazil.settings import ENV_TOKEN, ENV_URL, ENV_VM_SLOWDOWN, Settings
 from frazil.testing.bundles import folder_files, zip_files
 from frazil.testing.processes import Session
 from frazil.testing.waiting import TimedOut, wait_until
 
 HOST = "127.0.0.1"
+# How much slower than this machine the one running the tests is: the cgroup v2 VM
+# (scripts/vm/run.sh) emulates its CPUs, 10-40x slower. The waits for a start and the API
+# clients' default timeout are stretched by it; 1 elsewhere.
+SLOWDOWN = float(os.environ.get(ENV_VM_SLOWDOWN, "1"))
 # Invocation states after which a record no longer changes.
 FINAL_STATUSES = frozenset({"succeeded", "failed", "timeout", "throttled"})
 
@@ -96,7 +100,7 @@ class LocalServer:
         base = hermetic_environ() if base_env is None else dict(base_env)
         self.env = {**base, **{k: str(v) for k, v in (env or {}).items()}}
         self.command = list(command or default_command())
-        self.http_timeout = http_timeout
+        self.http_timeout = http_timeout * SLOWDOWN
         self.role = role  # `--role` (None: the server's default, all)
         self.log_level = log_level  # `--log-level`: "info" shows each invocation's egress requests
         self.admin_key = ""
@@ -127,8 +131,9 @@ class LocalServer:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> "LocalServer":
-        """Launch the server and wait until /healthz answers 200; on failure nothing of it is
-        left running and `ServerFailed` says why."""
+        """Launch the server and wait until /healthz answers 200 (`timeout` s, stretched by
+        SLOWDOWN); on failure nothing of it is left running and `ServerFailed` says why."""
+        timeout *= SLOWDOWN
         with open(self.log_path, "ab") as log:
             popen = subprocess.Popen(
                 [*self.command, "server", "--port", str(self.port), "--data-dir", str(self.data_dir),

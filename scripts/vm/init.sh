@@ -21,7 +21,7 @@ fail() {
     sleep 60
 }
 
-for m in virtio_pci 9pnet_virtio 9p overlay; do
+for m in virtio_pci 9pnet_virtio 9p overlay virtio_blk crc32c_generic ext4; do
     modprobe "$m" || fail "cannot load module $m"
 done
 

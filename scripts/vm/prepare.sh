@@ -12,9 +12,11 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${FRAZIL_VM_CACHE:-/var/cache/frazil-vm}
-# Modules the initramfs loads to reach the host's root: the virtio PCI transport, 9p over it,
-# and overlayfs for a writable layer over the read-only share. Their dependencies come along.
-MODULES=(virtio_pci 9pnet_virtio 9p overlay)
+# Modules the initramfs loads: the virtio PCI transport, 9p over it and overlayfs for a writable
+# layer over the read-only share (the host's root); virtio_blk, ext4 and the crc32c it checks
+# its metadata with for the scratch disk the guest's /tmp lives on (a real block device, so
+# that disk bandwidth limits have a disk to apply to). Their dependencies come along.
+MODULES=(virtio_pci 9pnet_virtio 9p overlay virtio_blk crc32c_generic ext4)
 
 say() { echo "frazil-vm: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -86,8 +88,8 @@ if [ ! -s "$K/vmlinux" ]; then
 fi
 
 # The initramfs: busybox, init.sh as /init, and the modules above with what they depend on.
-# Rebuilt when init.sh changes (its checksum is part of the stamp).
-stamp=$(sha256sum "$HERE/init.sh" | cut -c1-16)
+# Rebuilt when init.sh or the module list changes (both are part of the stamp).
+stamp=$( (cat "$HERE/init.sh"; echo "${MODULES[*]}") | sha256sum | cut -c1-16)
 if [ "$(cat "$K/initrd.stamp" 2>/dev/null)" != "$stamp" ]; then
     say "building the initramfs for $KVER"
     root=$(mktemp -d "$K/initrd.XXXXXX")

@@ -51,8 +51,13 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# The scratch disk the guest's /tmp lives on: sparse, its contents thrown away with $work.
+truncate -s "${FRAZIL_VM_SCRATCH_MB:-4096}M" "$work/scratch.img"
+mkfs.ext4 -q -F -E nodiscard "$work/scratch.img"
 {
     echo "LAYOUT=$layout"
+    # Tests stretch their waits for a server's start by this factor (frazil.testing.server).
+    printf 'export FRAZIL_VM_SLOWDOWN=%q\n' "${FRAZIL_VM_SLOWDOWN:-10}"
     printf 'WORKDIR=%q\n' "$PWD"
     printf 'set --'; printf ' %q' "$@"; echo
 } > "$work/job"
@@ -74,6 +79,7 @@ nice -n "${FRAZIL_VM_NICE:-10}" timeout --foreground -k 10 "$timeout_s" \
     -initrd "$K/initrd.gz" -append "$cmdline" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$work,mount_tag=out,security_model=none" \
+    -drive "file=$work/scratch.img,if=virtio,format=raw,cache=unsafe" \
     < /dev/null &
 qemu_pid=$!
 set +e

@@ -12,16 +12,15 @@ import pytest
 
 from frazil.sandbox import cgroupfs, cgroups
 from frazil.sandbox.probe import discover
-from frazil.settings import ENV_VM_SLOWDOWN
 from frazil.testing.hostile import FORK_STORM, fork_storm_was_bounded, function_running
+from frazil.testing.server import SLOWDOWN
 from tests.conftest import SANDBOX_PROBLEM, make_server
 
 pytestmark = pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=SANDBOX_PROBLEM or "")
 
-# ENV_VM_SLOWDOWN stretches the two waits below, for a VM starved by a busy host (a start
-# took over 300 s under TCG at a load average of 17 on 2 cores).
-SLOWDOWN = float(os.environ.get(ENV_VM_SLOWDOWN, "1"))
-START_TIMEOUT_S = 300 * SLOWDOWN  # the server's start: interpreter, imports, launcher, zygote
+# SLOWDOWN (FRAZIL_VM_SLOWDOWN, set by the VM runner) stretches the two waits below, for a VM
+# starved by a busy host (a start took over 300 s under TCG at a load average of 17 on 2 cores).
+START_TIMEOUT_S = 300  # the server's start: interpreter, imports, launcher, zygote (start() stretches it)
 CALL_TIMEOUT_S = 300 * SLOWDOWN  # one API call, a cold start included
 FUNCTION_TIMEOUT_S = 120  # the deployed functions' own timeout
 SMALL_TIER_MB, SMALL_TIER_CPU = 128, 0.5  # the smallest tier (settings.Settings.tiers)
