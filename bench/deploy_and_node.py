@@ -19,15 +19,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cli import base_parser, check_duration
+from bench.cli import base_parser, start_run
 from bench.client import KeepAliveClient, envelope_checker
 from bench.functions import HELLO_PY
 from bench.invoke_latency import LATENCY_HEADERS, latency_rows, measure_cold
-from bench.machine import machine_info
 from bench.paths import REPO
-from bench.processes import install_signal_handlers
-from bench.report import Report
-from bench.server import FrazilServer, choose_sandbox
+from bench.server import FrazilServer
 from bench.stats import summarize
 from frazil.testing import folder_files
 
@@ -78,12 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warm", type=int, default=1000, help="warm samples per runtime")
     parser.add_argument("--redeploys", type=int, default=10, help="unchanged-manifest redeploys per project")
     args = parser.parse_args(argv)
-    check_duration(args)
-    install_signal_handlers()
-    report = Report("deploy_and_node", quiet_wait_s=args.quiet_wait)
-    sandbox, note = choose_sandbox(args.sandbox)
-    report.data.update(machine=machine_info(), sandbox=sandbox, sandbox_note=note, args=vars(args))
-    print(f"# deploy_and_node - sandbox: {sandbox} ({note})", flush=True)
+    report, sandbox = start_run("deploy_and_node", args)
     env = {"FRAZIL_TIER_LIMIT_128": "1000", "FRAZIL_MAX_IDLE_INSTANCES": "2000"}
     with FrazilServer(sandbox, env) as srv:
         report.quiet("deploys")

@@ -21,15 +21,12 @@ if __package__ in (None, ""):
 
 import orjson
 
-from bench.cli import base_parser, check_duration
+from bench.cli import base_parser, start_run
 from bench.client import KeepAliveClient, check_status_200, envelope_checker, http_request_bytes
 from bench.functions import EVENT, HELLO_PY
-from bench.machine import machine_info
 from bench.metrics import metric_sum
-from bench.processes import install_signal_handlers
 from bench.procfs import cgroup_cpu_stat, cpu_seconds, throttle_summary
-from bench.report import Report
-from bench.server import FrazilServer, choose_sandbox
+from bench.server import FrazilServer
 from bench.stats import summarize
 from bench.wrk import wrk
 
@@ -172,12 +169,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warm", type=int, default=2000, help="warm invokes (and /healthz round trips) timed")
     parser.add_argument("--warmup", type=int, default=300, help="untimed warm-up requests per route")
     args = parser.parse_args(argv)
-    check_duration(args)
-    install_signal_handlers()
-    report = Report("invoke_latency", quiet_wait_s=args.quiet_wait)
-    sandbox, note = choose_sandbox(args.sandbox)
-    report.data.update(machine=machine_info(), sandbox=sandbox, sandbox_note=note, args=vars(args))
-    print(f"# invoke_latency - sandbox: {sandbox} ({note})", flush=True)
+    report, sandbox = start_run("invoke_latency", args)
 
     with FrazilServer(sandbox, server_env(args.cold)) as srv:
         name = deploy_hello(srv)

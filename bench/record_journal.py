@@ -22,14 +22,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cli import base_parser, check_duration
+from bench.cli import base_parser, start_run
 from bench.client import KeepAliveClient, check_status_200, envelope_checker, http_request_bytes
 from bench.invoke_latency import deploy_hello, server_env
-from bench.machine import machine_info
-from bench.processes import install_signal_handlers
 from bench.procfs import cpu_seconds
-from bench.report import Report
-from bench.server import FrazilServer, choose_sandbox
+from bench.server import FrazilServer
 from bench.stats import summarize
 
 BLOCK = 100
@@ -70,12 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warm", type=int, default=3000, help="warm invokes timed per server")
     parser.add_argument("--warmup", type=int, default=300, help="untimed warm-up invokes per server")
     args = parser.parse_args(argv)
-    check_duration(args)
-    install_signal_handlers()
-    report = Report("record_journal", quiet_wait_s=args.quiet_wait)
-    sandbox, note = choose_sandbox(args.sandbox)
-    report.data.update(machine=machine_info(), sandbox=sandbox, sandbox_note=note, args=vars(args))
-    print(f"# record_journal - sandbox: {sandbox} ({note})", flush=True)
+    report, sandbox = start_run("record_journal", args)
 
     servers = {label: FrazilServer(sandbox, {**server_env(0), "FRAZIL_RECORD_JOURNAL": flag})
                for label, flag in VARIANTS.items()}
