@@ -38,6 +38,9 @@ HOST = "127.0.0.1"
 # (scripts/vm/run.sh) emulates its CPUs, 10-40x slower. The waits for a start and the API
 # clients' default timeout are stretched by it; 1 elsewhere.
 SLOWDOWN = float(os.environ.get(ENV_VM_SLOWDOWN, "1"))
+# The timeout of a test's API call (httpx's own default, 5 s, is too short on a loaded machine:
+# a registration or a login hashes a password with argon2id, 64 MiB and 3 passes).
+HTTP_TIMEOUT_S = 60.0 * SLOWDOWN
 # Invocation states after which a record no longer changes.
 FINAL_STATUSES = frozenset({"succeeded", "failed", "timeout", "throttled"})
 
@@ -91,7 +94,7 @@ class LocalServer:
 
     def __init__(self, data_dir: Path | None = None, *, env: Mapping[str, object] | None = None,
                  base_env: Mapping[str, str] | None = None, command: Sequence[str] | None = None,
-                 port: int | None = None, http_timeout: float = 60.0, role: str | None = None,
+                 port: int | None = None, http_timeout: float = HTTP_TIMEOUT_S, role: str | None = None,
                  log_level: str = "warning"):
         self.owns_data_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="frazil-server-")) if data_dir is None else Path(data_dir)
@@ -100,7 +103,7 @@ class LocalServer:
         base = hermetic_environ() if base_env is None else dict(base_env)
         self.env = {**base, **{k: str(v) for k, v in (env or {}).items()}}
         self.command = list(command or default_command())
-        self.http_timeout = http_timeout * SLOWDOWN
+        self.http_timeout = http_timeout
         self.role = role  # `--role` (None: the server's default, all)
         self.log_level = log_level  # `--log-level`: "info" shows each invocation's egress requests
         self.admin_key = ""

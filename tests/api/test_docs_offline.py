@@ -10,6 +10,7 @@ import pytest
 
 from frazil.api.docs import ASSETS, REDOC_CSP, SWAGGER_CSP
 from frazil.console.router import CSP
+from frazil.testing.server import HTTP_TIMEOUT_S
 from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, _browser_problem
 
 # ReDoc's sidebar shows a vendor logo from its CDN; the page's img-src refuses it before any
@@ -18,7 +19,7 @@ REDOC_LOGO = "cdn.redoc.ly/redoc/logo-mini.svg"
 
 
 def operations(server) -> int:
-    doc = httpx.get(f"{server.url}/openapi.json").json()
+    doc = httpx.get(f"{server.url}/openapi.json", timeout=HTTP_TIMEOUT_S).json()
     methods = {"get", "put", "post", "delete", "patch", "head", "options"}
     return sum(1 for item in doc["paths"].values() for method in item if method in methods)
 
@@ -27,7 +28,7 @@ class TestPages:
     def test_pages_name_only_same_origin_files_and_carry_the_csp(self, server):
         assert SWAGGER_CSP.replace(" data:", "") == CSP  # the console's, with data: images
         for path, csp in (("/docs", SWAGGER_CSP), ("/redoc", REDOC_CSP)):
-            response = httpx.get(server.url + path)
+            response = httpx.get(server.url + path, timeout=HTTP_TIMEOUT_S)
             assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
             assert response.headers["content-security-policy"] == csp
             assert not re.search(r"(src|href)=\"(https?:)?//", response.text), response.text
@@ -36,12 +37,12 @@ class TestPages:
     def test_the_bundles_are_installed_and_served(self, server):
         for name, path in ASSETS.items():
             assert path.is_file(), path
-            response = httpx.get(f"{server.url}/docs/assets/{name}")
+            response = httpx.get(f"{server.url}/docs/assets/{name}", timeout=HTTP_TIMEOUT_S)
             assert response.status_code == 200 and response.content == path.read_bytes()
 
     def test_only_listed_assets(self, server):
         for name in ("nope.js", "..%2F..%2Fsettings.py", "%2Fetc%2Fpasswd"):
-            response = httpx.get(f"{server.url}/docs/assets/{name}")
+            response = httpx.get(f"{server.url}/docs/assets/{name}", timeout=HTTP_TIMEOUT_S)
             assert response.status_code == 404 and response.json()["success"] is False
 
 

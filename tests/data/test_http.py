@@ -6,13 +6,16 @@ import secrets
 import httpx
 import pytest
 
+from frazil.testing.server import HTTP_TIMEOUT_S
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(4)}"
 
 
 def register(server, name=None, password="password1") -> dict:
-    r = httpx.post(f"{server.url}/v1/auth/register", json={"username": name or unique("u"), "password": password})
+    r = httpx.post(f"{server.url}/v1/auth/register", json={"username": name or unique("u"), "password": password},
+                   timeout=HTTP_TIMEOUT_S)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -30,7 +33,8 @@ class TestAuthFlow:
         name = unique("alice")
         reg = register(server, name)
         assert set(reg) == {"success", "token", "user_id", "username", "expires_at"} and reg["success"] is True
-        r = httpx.post(f"{server.url}/v1/auth/login", json={"username": name.upper(), "password": "password1"})
+        r = httpx.post(f"{server.url}/v1/auth/login", json={"username": name.upper(), "password": "password1"},
+                       timeout=HTTP_TIMEOUT_S)
         assert r.status_code == 200 and r.json()["user_id"] == reg["user_id"]
         token = r.json()["token"]
         me = server.client(token).get("/v1/auth/me")
@@ -44,7 +48,8 @@ class TestAuthFlow:
     def test_duplicate_username_is_409(self, server):
         name = unique("dup")
         register(server, name)
-        r = httpx.post(f"{server.url}/v1/auth/register", json={"username": name, "password": "password2"})
+        r = httpx.post(f"{server.url}/v1/auth/register", json={"username": name, "password": "password2"},
+                       timeout=HTTP_TIMEOUT_S)
         check_error(r, 409, "taken")
 
     @pytest.mark.parametrize("body, status, text", [
@@ -56,19 +61,20 @@ class TestAuthFlow:
         ('{"username": "okname", "password": 12345678}', 400, "must be a string"),
     ])
     def test_bad_registrations(self, server, body, status, text):
-        r = httpx.post(f"{server.url}/v1/auth/register", content=body)
+        r = httpx.post(f"{server.url}/v1/auth/register", content=body, timeout=HTTP_TIMEOUT_S)
         check_error(r, status, text)
 
     def test_wrong_password_is_401(self, server):
         name = unique("w")
         register(server, name)
-        r = httpx.post(f"{server.url}/v1/auth/login", json={"username": name, "password": "wrong-password"})
+        r = httpx.post(f"{server.url}/v1/auth/login", json={"username": name, "password": "wrong-password"},
+                       timeout=HTTP_TIMEOUT_S)
         check_error(r, 401, "wrong username or password")
         # (One failure: well under the limit, which is per address on this shared server.)
 
     @pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Token abc"])
     def test_malformed_authorization_is_401(self, server, header):
-        r = httpx.get(f"{server.url}/v1/tables/x/records", headers={"Authorization": header})
+        r = httpx.get(f"{server.url}/v1/tables/x/records", headers={"Authorization": header}, timeout=HTTP_TIMEOUT_S)
         check_error(r, 401, "Bearer")
 
 
@@ -80,9 +86,11 @@ class TestFailedLoginLimit:
         name = unique("m")
         register(srv, name)
         for _ in range(3):
-            r = httpx.post(f"{srv.url}/v1/auth/login", json={"username": name, "password": "wrong-password"})
+            r = httpx.post(f"{srv.url}/v1/auth/login", json={"username": name, "password": "wrong-password"},
+                           timeout=HTTP_TIMEOUT_S)
             assert r.status_code == 401
-        r = httpx.post(f"{srv.url}/v1/auth/login", json={"username": name, "password": "password1"})
+        r = httpx.post(f"{srv.url}/v1/auth/login", json={"username": name, "password": "password1"},
+                       timeout=HTTP_TIMEOUT_S)
         check_error(r, 429, "too many failed logins")
         assert r.json()["error"]["retry_after_s"] > 0
 
@@ -219,7 +227,7 @@ class TestRecords:
         assert c.post(f"/v1/tables/{notes}/records", content=ok).status_code == 200
 
     def test_openapi_documents_the_routes(self, server):
-        paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+        paths = httpx.get(f"{server.url}/openapi.json", timeout=HTTP_TIMEOUT_S).json()["paths"]
         for path in ("/v1/auth/register", "/v1/auth/login", "/v1/auth/logout", "/v1/tables",
                      "/v1/tables/{table}", "/v1/tables/{table}/records", "/v1/tables/{table}/records/{record_id}"):
             assert path in paths, path

@@ -7,6 +7,8 @@ import sqlite3
 import httpx
 import pytest
 
+from frazil.testing.server import HTTP_TIMEOUT_S
+
 MODES = ["public", "authenticated", "owner", "admin"]
 TOKENS = ["none", "bad", "expired", "alice", "bob", "admin"]
 
@@ -20,10 +22,11 @@ class Users:
         self.tokens, self.ids = {"admin": server.admin_key, "none": None, "bad": "not-a-token-" + suffix}, {}
         for name in ("alice", "bob"):
             r = httpx.post(f"{server.url}/v1/auth/register",
-                           json={"username": f"{name}-{suffix}", "password": "password1"})
+                           json={"username": f"{name}-{suffix}", "password": "password1"}, timeout=HTTP_TIMEOUT_S)
             assert r.status_code == 200, r.text
             self.tokens[name], self.ids[name] = r.json()["token"], r.json()["user_id"]
-        r = httpx.post(f"{server.url}/v1/auth/login", json={"username": f"alice-{suffix}", "password": "password1"})
+        r = httpx.post(f"{server.url}/v1/auth/login", json={"username": f"alice-{suffix}", "password": "password1"},
+                       timeout=HTTP_TIMEOUT_S)
         assert r.status_code == 200, r.text
         self.tokens["expired"] = r.json()["token"]
         # Expire it in the server's own database (SQLite in WAL mode: a second writer is fine).

@@ -8,6 +8,8 @@ import secrets
 import httpx
 import pytest
 
+from frazil.testing.server import HTTP_TIMEOUT_S
+
 
 WHO = {
     "python": {"index.py": "def main(event, context):\n    return {'user': context.user}\n"},
@@ -18,9 +20,11 @@ WHO = {
 def end_user(server) -> dict:
     """A new end user, registered and then logged in over HTTP: {"id", "username", "token"}."""
     username, password = f"u{secrets.token_hex(4)}", "password-1"
-    registered = httpx.post(f"{server.url}/v1/auth/register", json={"username": username, "password": password})
+    registered = httpx.post(f"{server.url}/v1/auth/register", json={"username": username, "password": password},
+                            timeout=HTTP_TIMEOUT_S)
     assert registered.status_code == 200, registered.text
-    login = httpx.post(f"{server.url}/v1/auth/login", json={"username": username, "password": password})
+    login = httpx.post(f"{server.url}/v1/auth/login", json={"username": username, "password": password},
+                       timeout=HTTP_TIMEOUT_S)
     assert login.status_code == 200, login.text
     return {"id": login.json()["user_id"], "username": username, "token": login.json()["token"]}
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from frazil.testing import tar_files, zip_files
+from frazil.testing.server import HTTP_TIMEOUT_S
 
 HELLO = {"index.py": "def main(event, context):\n    return 'still here'\n"}
 
@@ -173,7 +174,7 @@ def test_auth_is_required_and_checked(server, unique_name):
     assert anon.get("/v1/functions").status_code == 401
     assert server.client(token="wrong").get("/v1/functions").status_code == 401
     assert anon.post(f"/v1/functions/{unique_name}/invoke", content=b"{}").status_code == 401
-    bad_scheme = httpx.get(f"{server.url}/v1/functions", headers={"Authorization": "Basic abc"})
+    bad_scheme = httpx.get(f"{server.url}/v1/functions", headers={"Authorization": "Basic abc"}, timeout=HTTP_TIMEOUT_S)
     assert bad_scheme.status_code == 401 and bad_scheme.json()["success"] is False
 
 

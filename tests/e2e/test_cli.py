@@ -7,6 +7,7 @@ import subprocess
 import httpx
 import pytest
 
+from frazil.testing.server import HTTP_TIMEOUT_S
 from tests.conftest import FRAZIL
 
 
@@ -130,7 +131,7 @@ def test_admin_key_file_and_env(server_factory):
 
 
 def test_openapi_document_lists_the_routes(server):
-    doc = httpx.get(f"{server.url}/openapi.json").json()
+    doc = httpx.get(f"{server.url}/openapi.json", timeout=HTTP_TIMEOUT_S).json()
     for path in ("/v1/functions/{name}", "/v1/functions/{name}/invoke", "/v1/invocations/{invocation_id}",
                  "/v1/functions/{name}/logs", "/v1/functions/{name}/invocations", "/healthz", "/metrics"):
         assert path in doc["paths"], path

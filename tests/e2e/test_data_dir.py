@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from frazil.testing.server import HTTP_TIMEOUT_S
 from tests.conftest import FRAZIL
 
 HELLO = {"index.py": "def main(event, context):\n    return {'hello': event.get('name')}\n"}
@@ -43,7 +44,8 @@ def use(srv, name: str) -> None:
     """Deploy, invoke, and write the BaaS tables (a user), so every kind of file exists."""
     srv.deploy(name, HELLO)
     assert srv.invoke(name, {"name": "x"})["result"] == {"hello": "x"}
-    r = httpx.post(f"{srv.url}/v1/auth/register", json={"username": f"{name}-user", "password": "password1"})
+    r = httpx.post(f"{srv.url}/v1/auth/register", json={"username": f"{name}-user", "password": "password1"},
+                   timeout=HTTP_TIMEOUT_S)
     assert r.status_code == 200, r.text
 
 

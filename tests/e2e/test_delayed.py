@@ -7,6 +7,8 @@ from datetime import datetime
 
 import httpx
 
+from frazil.testing.server import HTTP_TIMEOUT_S
+
 HELLO = {"index.py": "def main(event, context):\n    return {'hello': event.get('name')}\n"}
 # Long enough that the server is surely stopped before the invocation falls due.
 DELAY_S = 8
@@ -29,7 +31,7 @@ def test_delayed_invocation_runs_after_a_restart(server_factory, unique_name):
     assert (queued["status"], queued["trigger"]) == ("queued", "delay")
     not_before = ts(queued["not_before"])
     assert DELAY_S - 0.1 <= not_before - ts(queued["created_at"]) <= DELAY_S + 0.1
-    node = httpx.get(f"{srv.url}/healthz").json()["node"]
+    node = httpx.get(f"{srv.url}/healthz", timeout=HTTP_TIMEOUT_S).json()["node"]
 
     srv.stop()
     assert time.time() < not_before, "the server took too long to stop for this test to mean anything"
@@ -39,4 +41,4 @@ def test_delayed_invocation_runs_after_a_restart(server_factory, unique_name):
     assert done["status"] == "succeeded" and done["result"] == {"hello": "later"}
     assert done["attempts"] == 1 and done["trigger"] == "delay"
     assert ts(done["started_at"]) >= not_before
-    assert done["node"] == node == httpx.get(f"{srv.url}/healthz").json()["node"]
+    assert done["node"] == node == httpx.get(f"{srv.url}/healthz", timeout=HTTP_TIMEOUT_S).json()["node"]

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from frazil.settings import Settings
+from frazil.testing.server import HTTP_TIMEOUT_S
 from tests.conftest import make_server
 from tests.e2e.test_access import end_user
 
@@ -82,20 +83,20 @@ class TestEvent:
 class TestResponses:
     def test_get_with_status_headers_and_binary_body(self, server, responder):
         """A result with statusCode, headers and a base64 body is that response."""
-        response = httpx.get(f"{server.url}/fn/{responder}?kind=binary")
+        response = httpx.get(f"{server.url}/fn/{responder}?kind=binary", timeout=HTTP_TIMEOUT_S)
         assert response.status_code == 201
         assert response.headers["content-type"] == "image/png" and response.headers["x-frazil-test"] == "yes"
         assert response.content == PNG
 
     def test_post_json_result_is_json_200(self, server, responder):
         """Any other result is sent as JSON with 200."""
-        response = httpx.post(f"{server.url}/fn/{responder}/orders?kind=json", json={"n": 3})
+        response = httpx.post(f"{server.url}/fn/{responder}/orders?kind=json", json={"n": 3}, timeout=HTTP_TIMEOUT_S)
         assert response.status_code == 200 and response.headers["content-type"] == "application/json"
         assert response.json() == {"got": {"n": 3}, "method": "POST"}
 
     def test_failed_invocation_is_502_with_envelope(self, server, responder):
         """A function that raises answers 502 with the error envelope."""
-        response = httpx.get(f"{server.url}/fn/{responder}?kind=raise")
+        response = httpx.get(f"{server.url}/fn/{responder}?kind=raise", timeout=HTTP_TIMEOUT_S)
         assert response.status_code == 502
         body = response.json()
         assert body["success"] is False and body["error"]["type"] == "ValueError" and body["invocation_id"]
@@ -103,7 +104,8 @@ class TestResponses:
     @pytest.mark.parametrize("status", ["200", 99, 600, True, 200.5, None])
     def test_bad_status_code_is_502_naming_it(self, server, responder, status):
         """A statusCode that is not an integer from 100 to 599 is 502 naming the field."""
-        response = httpx.post(f"{server.url}/fn/{responder}?kind=status", content=json.dumps(status))
+        response = httpx.post(f"{server.url}/fn/{responder}?kind=status", content=json.dumps(status),
+                              timeout=HTTP_TIMEOUT_S)
         assert response.status_code == 502, response.text
         body = response.json()
         assert body["error"]["type"] == "BadGateway" and body["error"]["field"] == "statusCode"
@@ -113,13 +115,13 @@ class TestResponses:
 class TestRefusals:
     def test_over_the_payload_limit_is_413(self, server, responder):
         """A request body over the payload limit is refused before anything runs."""
-        response = httpx.post(f"{server.url}/fn/{responder}", content=b"x" * (MAX_PAYLOAD + 1))
+        response = httpx.post(f"{server.url}/fn/{responder}", content=b"x" * (MAX_PAYLOAD + 1), timeout=HTTP_TIMEOUT_S)
         assert response.status_code == 413 and response.json()["error"]["type"] == "PayloadTooLarge"
 
     def test_function_without_endpoint_is_404(self, server, unique_name):
         """A function deployed without http = true has no endpoint."""
         server.deploy(unique_name, ECHO, access="public")
-        response = httpx.get(f"{server.url}/fn/{unique_name}")
+        response = httpx.get(f"{server.url}/fn/{unique_name}", timeout=HTTP_TIMEOUT_S)
         assert response.status_code == 404 and "http = true" in response.json()["message"]
 
     def test_access_rule_applies(self, server, unique_name):
@@ -127,11 +129,13 @@ class TestRefusals:
         endpoint refuses an end user with 403."""
         user = end_user(server)
         server.deploy(unique_name, ECHO, http=True, access="user")
-        assert httpx.get(f"{server.url}/fn/{unique_name}").status_code == 401
-        event = httpx.get(f"{server.url}/fn/{unique_name}", headers={"Authorization": f"Bearer {user['token']}"}).json()
+        assert httpx.get(f"{server.url}/fn/{unique_name}", timeout=HTTP_TIMEOUT_S).status_code == 401
+        event = httpx.get(f"{server.url}/fn/{unique_name}", headers={"Authorization": f"Bearer {user['token']}"},
+                          timeout=HTTP_TIMEOUT_S).json()
         assert event["user"] == {"id": user["id"], "username": user["username"]}
         server.deploy(unique_name, ECHO, http=True, access="admin")
-        denied = httpx.get(f"{server.url}/fn/{unique_name}", headers={"Authorization": f"Bearer {user['token']}"})
+        denied = httpx.get(f"{server.url}/fn/{unique_name}", headers={"Authorization": f"Bearer {user['token']}"},
+                           timeout=HTTP_TIMEOUT_S)
         assert denied.status_code == 403
 
 
@@ -140,7 +144,7 @@ def test_node_endpoint(server, unique_name):
     server.deploy(unique_name, {"index.js": (
         "exports.main = async (event) => ({ statusCode: 418, headers: { 'x-path': event.rawPath },\n"
         "  body: `hello ${event.queryStringParameters.name}` });\n")}, http=True, access="public")
-    response = httpx.get(f"{server.url}/fn/{unique_name}/x?name=node")
+    response = httpx.get(f"{server.url}/fn/{unique_name}/x?name=node", timeout=HTTP_TIMEOUT_S)
     assert response.status_code == 418 and response.text == "hello node"
     assert response.headers["x-path"] == f"/fn/{unique_name}/x"
 
@@ -154,7 +158,8 @@ class TestCors:
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == ORIGIN
         assert "POST" in preflight.headers["access-control-allow-methods"]
-        actual = httpx.post(f"{server.url}/fn/{responder}?kind=json", json={"n": 1}, headers={"Origin": ORIGIN})
+        actual = httpx.post(f"{server.url}/fn/{responder}?kind=json", json={"n": 1}, headers={"Origin": ORIGIN},
+                            timeout=HTTP_TIMEOUT_S)
         assert actual.status_code == 200 and actual.headers["access-control-allow-origin"] == ORIGIN
 
     def test_auth_and_tables_routes_and_other_origins(self, server):
@@ -163,9 +168,10 @@ class TestCors:
             preflight = httpx.options(f"{server.url}{path}", headers={
                 "Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
             assert preflight.headers.get("access-control-allow-origin") == ORIGIN, path
-        other = httpx.get(f"{server.url}/v1/tables/notes/records", headers={"Origin": "http://evil.example"})
+        other = httpx.get(f"{server.url}/v1/tables/notes/records", headers={"Origin": "http://evil.example"},
+                          timeout=HTTP_TIMEOUT_S)
         assert "access-control-allow-origin" not in other.headers
-        admin = httpx.get(f"{server.url}/v1/functions", headers={"Origin": ORIGIN})
+        admin = httpx.get(f"{server.url}/v1/functions", headers={"Origin": ORIGIN}, timeout=HTTP_TIMEOUT_S)
         assert "access-control-allow-origin" not in admin.headers
 
 
@@ -177,4 +183,4 @@ def test_cli_deploy_http_flag(server, unique_name, tmp_path):
     done = server.cli("deploy", str(folder), "--http", "--access", "public", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["function"]["http"] is True
-    assert httpx.get(f"{server.url}/fn/{unique_name}").status_code == 200
+    assert httpx.get(f"{server.url}/fn/{unique_name}", timeout=HTTP_TIMEOUT_S).status_code == 200

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from frazil.testing.server import HTTP_TIMEOUT_S
 from tests.sdk.test_http import NODE_GET, PY_GET, fetch
 
 DEFAULT_CAP = 6 * 1024 * 1024
@@ -57,7 +58,7 @@ class TestGzipBomb:
         assert got["error"] == "ResponseTooLarge" and f"{DEFAULT_CAP} bytes once decoded" in got["message"], got
         assert growth < MEMORY_BOUND, f"the platform's peak memory grew by {growth / 2**20:.1f} MiB"
         assert fetch(srv, unique_name, f"{upstream.url}/gzip?n=2000000")["size"] == 2_000_000
-        assert httpx.get(f"{srv.url}/healthz").status_code == 200
+        assert httpx.get(f"{srv.url}/healthz", timeout=HTTP_TIMEOUT_S).status_code == 200
 
 
 class TestLayers:
