@@ -106,8 +106,9 @@ class _Call:
 class NatsRouter(BackgroundLoop):
     task_name = "sync-router"
 
-    def __init__(self, nc, settings: Settings, registry: NodeRegistry):
+    def __init__(self, nc, settings: Settings, registry: NodeRegistry, metrics=None):
         self.nc = nc
+        self.metrics = metrics  # frazil.metrics.Metrics: counts the asks that did not start the call
         self.settings = settings
         self.registry = registry
         self.directory = Directory()
@@ -246,6 +247,7 @@ class NatsRouter(BackgroundLoop):
             whole = await call.answer
         except _NoResponders:
             self.directory.suspect(node)
+            self._refused("gone")
             return None
         except FrazilError:
             raise
@@ -258,10 +260,17 @@ class NatsRouter(BackgroundLoop):
             timer.cancel()
             del self._calls[token]
         try:
-            return wire.decode_reply(whole)
+            answer = wire.decode_reply(whole)
         except wire.WireError as exc:
             raise ServiceUnavailable(f"invoker {node.id} answered what this gateway cannot read ({exc}); "
                                      f"invocation {record.id} may have run: see its record") from None
+        if answer.kind is wire.Reply.REFUSED:
+            self._refused("full")
+        return answer
+
+    def _refused(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.router_refusals.labels(reason).inc()
 
     async def _on_reply(self, msg) -> None:
         call = self._calls.get(msg.subject.rsplit(".", 1)[-1])
