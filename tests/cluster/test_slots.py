@@ -233,6 +233,31 @@ class TestBlocks:
         assert all(await asyncio.gather(*(b.slots(TIER).take(30) for _ in range(3))))
 
 
+class TestCallersThatWillNotWait:
+    """take(0): a gateway asks an invoker not to wait for a slot to free (it would ask the next
+    invoker instead, mostly as a cold start there). Finding no room leased here is no reason
+    to refuse while the cluster has free slots: the lease grows into them."""
+
+    async def test_they_get_the_slots_the_lease_grows_into(self, node_factory):
+        node = await node_factory("a", limit=20, block=1)
+        slots = node.slots(TIER)
+        assert await slots.take(0)  # nothing leased yet: the first lease
+        takes = await asyncio.gather(*(slots.take(0) for _ in range(8)))  # beyond the block leased
+        assert takes == [True] * 8
+        assert slots.running == 9 <= slots.granted and slots.waiting == 0
+
+    async def test_they_are_refused_once_the_cluster_is_full(self, node_factory):
+        a = await node_factory("a", limit=3, block=0)
+        b = await node_factory("b", limit=3, block=0)
+        assert all(await asyncio.gather(*(a.slots(TIER).take(30) for _ in range(2))))
+        assert await b.slots(TIER).take(0)  # the last free slot
+        assert not await b.slots(TIER).take(0)  # a lease found none free
+        assert not await a.slots(TIER).take(0)
+        assert b.slots(TIER).waiting == a.slots(TIER).waiting == 0
+        b.slots(TIER).give()  # b keeps it leased (its idle time is long): b's next caller gets it
+        assert await b.slots(TIER).take(0)
+
+
 @pytest.fixture
 async def leased_platform(frazil_factory, postgres_url, tmp_path, monkeypatch):  # noqa: F811
     """`await leased_platform(**settings)`: an in-process platform (fake sandbox, SQLite store)
