@@ -191,6 +191,7 @@ class LeasedTierSlots(TierSlots):
         self._last_take = 0.0
         self._peak = 0  # the most running here at once since _peak_since (sizes the spare)
         self._peak_since = 0.0
+        self._peak_before = 0  # the same for the window before (a peak is kept for one more window)
         self._lock = asyncio.Lock()  # one ledger transaction of this tier at a time
         self._freed = asyncio.Event()  # another node gave slots back
         self._grower: asyncio.Task | None = None
@@ -323,8 +324,12 @@ class LeasedTierSlots(TierSlots):
             return 0
         now = time.monotonic()
         if now - self._peak_since > self.idle_s:  # the peak of the last window or two, not of all time
+            # A window ends: its peak is kept for one more. Forgotten at once, a renewal just
+            # after would shrink the lease to what runs at that instant (mostly less than a
+            # steady load's peak), and the next swing would need a lease transaction again.
+            self._peak_before = self._peak if now - self._peak_since <= 2 * self.idle_s else 0
             self._peak, self._peak_since = self.running, now
-        return max(self.block, self._peak)
+        return max(self.block, self._peak, self._peak_before)
 
     def _want(self) -> int:
         """The lease to ask for: what callers need now, plus a spare while the tier is in use

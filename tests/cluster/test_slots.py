@@ -178,6 +178,26 @@ class TestBlocks:
             assert slots.try_take()
         assert not [s for s in statements if "pg_advisory_xact_lock" in s]
 
+    async def test_a_peak_outlives_the_window_it_was_seen_in(self, node_factory):
+        """Six ran at once, then one runs on past the end of the window (`idle_s`) that saw the
+        six: a renewal then still keeps room for a swing of six beyond what runs (the peak of
+        the last window or two), not just the block."""
+        idle_s = 2.0
+        node = await node_factory("a", limit=50, block=1, idle_s=idle_s)
+        slots = node.slots(TIER)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for _ in range(6):
+            assert await slots.take(30)
+        for _ in range(5):
+            slots.give()
+        while loop.time() < began + idle_s:  # the window that saw the six ends
+            await asyncio.sleep(0.05)
+        slots.give()
+        assert await slots.take(0)  # used lately: the renewal keeps a spare
+        await node.renew_once()
+        assert slots.granted >= slots.running + 6, (slots.granted, slots.running)
+
     async def test_idle_slots_go_back_to_the_cluster(self, node_factory):
         """A node that used a slot keeps its block for a while, then gives it all back."""
         node = await node_factory("a", limit=10, block=4, idle_s=0.2)
