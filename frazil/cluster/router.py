@@ -8,11 +8,13 @@ messages, frazil.cluster.invoker_service for the other side):
    that died drops out within the registry's TTL and one refresh);
 2. they are ranked for the version: idle warm instance first, then rendezvous
    (frazil.cluster.placement);
-3. each is asked in turn not to wait for a tier slot (`slot_wait_s` 0). One that refuses
-   (full) or that nobody answers for (NATS says "no responders": its process is gone) did not
-   start the invocation, so the next is asked. When all are full and the call's sync retry
-   window has time left, the first is asked again, waiting for a slot up to what is left of
-   the window (as the embedded mode waits); then 429;
+3. each is asked in turn not to wait for a tier slot to free (`slot_wait_s` 0; an invoker
+   whose own leased slots are all taken while the cluster has free ones leases more and runs
+   the call: frazil.cluster.slots). One that refuses (full) or that nobody answers for (NATS
+   says "no responders": its process is gone) did not start the invocation, so the next is
+   asked (both counted in frazil_router_refusals_total). When all are full and the call's
+   sync retry window has time left, the first is asked again, waiting for a slot up to what
+   is left of the window (as the embedded mode waits); then 429;
 4. any other answer is final: the result, a relayed refusal, or a 503 when the answer does
    not come (NATS lost, the invoker left the cluster, or nothing within the version's
    timeout plus REPLY_MARGIN_S). Those are never retried elsewhere: the invoker may have

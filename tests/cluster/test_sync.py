@@ -97,10 +97,9 @@ class TestRouting:
         wait_until(lambda: all(n == 0 for n in idle_on(b, ids).values()), 10,
                    what="echo's idle instance retired")
 
-        # Two calls at once through both gateways both run. (Which invokers run them is the
-        # slots' business now that tier limits hold for the whole cluster: an invoker is "full"
-        # only while it leases more, and the router's fall-through on a refusal is covered in
-        # process, tests/cluster/test_router.py.)
+        # Two calls at once through both gateways both run. (An invoker is "full" only when the
+        # cluster's tier is, test_a_burst_beyond_an_invokers_leased_slots_stays_on_it; the
+        # router's fall-through on a refusal is covered in process, tests/cluster/test_router.py.)
         busy = name_ranked_first(ids[0], ids[1:], "busy")
         a.deploy(busy, echo(1))
         with ThreadPoolExecutor(2) as pool:
