@@ -223,13 +223,14 @@ def wrk_all(gateways: list[FrazilServer], paths: list[str], connections: int, du
 
 
 def node_counts(cluster: Cluster) -> dict:
-    """What each node's /metrics says now, for the throughput table: per invoker its cold starts,
+    """What each node's /metrics says now, for the throughput table: per invoker its calls, cold starts,
     instances created, instances held and tier slot lease transactions; per gateway the asks
     of an invoker that did not start the call (refusals), by reason."""
     invokers = []
     for node in cluster.invokers:
         m = node.metrics()
-        invokers.append({"cold": metric_sum(m, "frazil_cold_starts_total"),
+        invokers.append({"calls": metric_sum(m, "frazil_invocations_total"),
+                         "cold": metric_sum(m, "frazil_cold_starts_total"),
                          "creates": metric_sum(m, "frazil_sandbox_creates_total"),
                          "instances": metric_sum(m, "frazil_instances"),
                          "leases": metric_sum(m, "frazil_slot_lease_transactions_total")})
@@ -314,12 +315,13 @@ def throughput_table(report: Report, steps: list[dict], share: float | None) -> 
         throttled = " ".join(f"{v:.0%}" for v in s["throttled_share"].values()) or "-"
         rows.append([n, s["rps"], ratio, 0.8 * n, "yes" if ratio >= 0.8 * n else "no", throttled,
                      s["invoker_cores"], s["instance_cores"], s["gateway_cores"], s["p50_ms"], s["p99_ms"], s["non_2xx"] + s["socket_errors"]])
-    report.table("per throughput step, during the measured run: per invoker cold starts, instances created, "
-                 "instances held after, slot lease transactions; per gateway refusals (full/gone); "
+    report.table("per throughput step, during the measured run: per invoker calls run, cold starts, instances "
+                 "created, instances held after, slot lease transactions; per gateway refusals (full/gone); "
                  "before it (first calls and warm-up): cold starts and refusals",
-                 ["N", "cold", "created", "instances", "leases", "refusals", "warming: cold", "warming: refusals"],
+                 ["N", "calls", "cold", "created", "instances", "leases", "refusals", "warming: cold",
+                  "warming: refusals"],
                  [[s["invokers"], *(" ".join(f"{n[k]:g}" for n in s["counts"]["invokers"])
-                                    for k in ("cold", "creates", "instances", "leases")),
+                                    for k in ("calls", "cold", "creates", "instances", "leases")),
                    " ".join(f"{g['full']:g}/{g['gone']:g}" for g in s["counts"]["gateways"]),
                    " ".join(f"{n['cold']:g}" for n in s["counts_warming"]["invokers"]),
                    " ".join(f"{g['full']:g}/{g['gone']:g}" for g in s["counts_warming"]["gateways"])]
