@@ -21,7 +21,11 @@
    warms up, then runs wrk on every gateway at once (`--connections` each, requests going round
    the functions) for `--duration` s. Reported: req/s, its ratio to N = 1 against the 0.8 x N
    target, how often each invoker's quota throttled it (near 100 %: the invokers were the
-   bottleneck), and the cores the invokers, their instances and the gateways used.
+   bottleneck), and the cores the invokers, their instances and the gateways used; and, from
+   the nodes' /metrics, per invoker the calls it ran, its cold starts, instances created and
+   held, and tier slot lease transactions, per gateway the asks an invoker refused (a call
+   refused goes to the next invoker, mostly as a cold start there): during the measured run,
+   and the cold starts and refusals of the first calls and warm-up before it.
 
 Everything started is stopped, the cgroups removed, the database dropped and the NATS buckets
 and streams deleted, also on an error or Ctrl-C. Results: bench/results/cluster-*.json (or
