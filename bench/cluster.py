@@ -21,7 +21,11 @@
    warms up, then runs wrk on every gateway at once (`--connections` each, requests going round
    the functions) for `--duration` s. Reported: req/s, its ratio to N = 1 against the 0.8 x N
    target, how often each invoker's quota throttled it (near 100 %: the invokers were the
-   bottleneck), and the cores the invokers, their instances and the gateways used.
+   bottleneck), and the cores the invokers, their instances and the gateways used; and, from
+   the nodes' /metrics, per invoker the calls it ran, its cold starts, instances created and
+   held, and tier slot lease transactions, per gateway the asks an invoker refused (a call
+   refused goes to the next invoker, mostly as a cold start there): during the measured run,
+   and the cold starts and refusals of the first calls and warm-up before it.
 
 Everything started is stopped, the cgroups removed, the database dropped and the NATS buckets
 and streams deleted, also on an error or Ctrl-C. Results: bench/results/cluster-*.json (or
@@ -48,6 +52,7 @@ from bench import cpushare
 from bench.cli import base_parser, start_run
 from bench.client import KeepAliveClient
 from bench.functions import HELLO_PY
+from bench.metrics import metric_sum
 from bench.invoke_latency import deploy_cold_set, measure_cold
 from bench.procfs import cpu_seconds
 from bench.report import Report
@@ -221,8 +226,37 @@ def wrk_all(gateways: list[FrazilServer], paths: list[str], connections: int, du
             "runs": [{k: v for k, v in r.items() if k != "raw"} for r in runs]}
 
 
+def node_counts(cluster: Cluster) -> dict:
+    """What each node's /metrics says now, for the throughput table: per invoker its calls, cold starts,
+    instances created, instances held and tier slot lease transactions; per gateway the asks
+    of an invoker that did not start the call (refusals), by reason."""
+    invokers = []
+    for node in cluster.invokers:
+        m = node.metrics()
+        invokers.append({"calls": metric_sum(m, "frazil_invocations_total"),
+                         "cold": metric_sum(m, "frazil_cold_starts_total"),
+                         "creates": metric_sum(m, "frazil_sandbox_creates_total"),
+                         "instances": metric_sum(m, "frazil_instances"),
+                         "leases": metric_sum(m, "frazil_slot_lease_transactions_total")})
+    gateways = []
+    for node in cluster.gateways:
+        m = node.metrics()
+        gateways.append({reason: metric_sum(m, "frazil_router_refusals_total", reason=reason)
+                         for reason in ("full", "gone")})
+    return {"invokers": invokers, "gateways": gateways}
+
+
+def counts_delta(before: dict, after: dict) -> dict:
+    """`after` less `before`, node by node; `instances` (a level, not a count) as it is after."""
+    def one(b: dict, a: dict) -> dict:
+        return {k: a[k] if k == "instances" else a[k] - b.get(k, 0) for k in a}
+    return {role: [one(before[role][i] if i < len(before[role]) else {}, a) for i, a in enumerate(after[role])]
+            for role in after}
+
+
 def throughput_step(cluster: Cluster, shares: cpushare.CpuShares | None, report: Report, args, step: int) -> dict:
     names = [f"t{step}-{i:03d}" for i in range(args.functions)]
+    at_start = node_counts(cluster)
     cluster.gateways[0].deploy_many(names, {"index.py": HELLO_PY})
     paths = [f"/v1/functions/{name}/invoke" for name in names]
     with KeepAliveClient(cluster.gateways[0].port) as client:  # each version's first (cold) start
@@ -236,10 +270,12 @@ def throughput_step(cluster: Cluster, shares: cpushare.CpuShares | None, report:
     before = {g: cpushare.throttling(g) for g in groups}
     gateway_pids = [g.pid for g in cluster.gateways]
     invoker_pids = [pid for node in cluster.invokers for pid in own_processes(node)]
+    counts0 = node_counts(cluster)
     cpu0, inv0, inst0, t0 = (cpu_seconds(gateway_pids), cpu_seconds(invoker_pids), instances_cpu_s(cluster.invokers),
                              time.monotonic())
     run = wrk_all(cluster.gateways, paths, args.connections, args.duration)
     elapsed = time.monotonic() - t0
+    counts1 = node_counts(cluster)
     throttled = {}
     for g in groups:
         after = cpushare.throttling(g)
@@ -247,7 +283,8 @@ def throughput_step(cluster: Cluster, shares: cpushare.CpuShares | None, report:
         throttled[g.name] = (after.get("nr_throttled", 0) - before[g].get("nr_throttled", 0)) / max(1, periods)
     run.update(invokers=step, throttled_share=throttled, gateway_cores=(cpu_seconds(gateway_pids) - cpu0) / elapsed,
                invoker_cores=(cpu_seconds(invoker_pids) - inv0) / elapsed,
-               instance_cores=(instances_cpu_s(cluster.invokers) - inst0) / elapsed)
+               instance_cores=(instances_cpu_s(cluster.invokers) - inst0) / elapsed,
+               counts=counts_delta(counts0, counts1), counts_warming=counts_delta(at_start, counts0))
     return run
 
 
@@ -282,6 +319,17 @@ def throughput_table(report: Report, steps: list[dict], share: float | None) -> 
         throttled = " ".join(f"{v:.0%}" for v in s["throttled_share"].values()) or "-"
         rows.append([n, s["rps"], ratio, 0.8 * n, "yes" if ratio >= 0.8 * n else "no", throttled,
                      s["invoker_cores"], s["instance_cores"], s["gateway_cores"], s["p50_ms"], s["p99_ms"], s["non_2xx"] + s["socket_errors"]])
+    report.table("per throughput step, during the measured run: per invoker calls run, cold starts, instances "
+                 "created, instances held after, slot lease transactions; per gateway refusals (full/gone); "
+                 "before it (first calls and warm-up): cold starts and refusals",
+                 ["N", "calls", "cold", "created", "instances", "leases", "refusals", "warming: cold",
+                  "warming: refusals"],
+                 [[s["invokers"], *(" ".join(f"{n[k]:g}" for n in s["counts"]["invokers"])
+                                    for k in ("calls", "cold", "creates", "instances", "leases")),
+                   " ".join(f"{g['full']:g}/{g['gone']:g}" for g in s["counts"]["gateways"]),
+                   " ".join(f"{n['cold']:g}" for n in s["counts_warming"]["invokers"]),
+                   " ".join(f"{g['full']:g}/{g['gone']:g}" for g in s["counts_warming"]["gateways"])]
+                  for s in steps])
     cap = (f"each invoker capped at {share:g} core" if share else "invokers NOT capped (no cgroup v1 cpu here)")
     report.table(f"throughput with N invokers ({cap})",
                  ["N", "req/s", "x N=1", "target", "met", "invokers throttled", "invoker cores", "instance cores",

@@ -39,6 +39,13 @@ class Metrics:
                                          buckets=SANDBOX_BUCKETS, registry=r)
         self.egress = Counter("frazil_egress_requests", "Requests and tunnels through the HTTP_PROXY of instances",
                               ["function", "outcome"], registry=r)  # outcome: carried, refused
+        # Cluster mode. A gateway's asks of an invoker that did not start the call (it goes to the
+        # next invoker): `full`, no tier slot free there at once; `gone`, nobody listened.
+        self.router_refusals = Counter("frazil_router_refusals", "Asks of an invoker that did not start the "
+                                       "call, by why (`full`: no tier slot free there at once; `gone`: nobody "
+                                       "listened)", ["reason"], registry=r)
+        self.slot_leases = Counter("frazil_slot_lease_transactions", "Tier slot lease transactions with "
+                                   "PostgreSQL (a cluster node's: lease, renew, give back)", ["tier"], registry=r)
         self._children: dict[str, tuple] = {}
 
     def bind(self, admission, pool) -> None:
@@ -51,6 +58,9 @@ class Metrics:
             self.running.labels(tier=str(mb)).set_function(lambda s=slots: s.running)
         self.instances.labels(state="idle").set_function(lambda: pool.counts()["idle"])
         self.instances.labels(state="busy").set_function(lambda: pool.counts()["busy"])
+        ledger = getattr(admission, "ledger", None)  # a cluster node's (frazil.cluster.slots)
+        if ledger is not None:
+            ledger.on_transaction = lambda memory_mb: self.slot_leases.labels(str(memory_mb)).inc()
 
     # --- hooks called by the invoker --------------------------------------------------------
 

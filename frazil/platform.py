@@ -115,7 +115,7 @@ class Platform:
         self.admission = wiring.admission(s, self.engine, self.node_id)
         me = NodeInfo(id=self.node_id, role=self.role, address=node_address(s), started_at=self.started_at,
                       last_seen=self.started_at)
-        self.wiring = await wiring.wire(s, self.engine, blob_cache, me, self._status)
+        self.wiring = await wiring.wire(s, self.engine, blob_cache, me, self._status, self.metrics)
         self.blobs = self.wiring.blobs
         self.registry = self.wiring.registry
         self.catalog = FunctionCatalog(self.functions, ttl_s=wiring.catalog_ttl(s))

@@ -175,7 +175,7 @@ async def async_queue(settings: Settings, wired: Wiring, dispatcher: Dispatcher)
 
 
 async def wire(settings: Settings, engine: AsyncEngine, cache: BlobStore, me: NodeInfo,
-               status: StatusReader) -> Wiring:
+               status: StatusReader, metrics=None) -> Wiring:
     """The node's implementations. In cluster mode this connects to NATS (ServiceUnreachable
     if it cannot); the caller starts them (`Wiring.start`) once the node can answer for itself."""
     if not settings.clustered:
@@ -190,6 +190,6 @@ async def wire(settings: Settings, engine: AsyncEngine, cache: BlobStore, me: No
     if settings.role is Role.GATEWAY:
         from frazil.cluster.router import NatsRouter
 
-        router = NatsRouter(nc, settings, registry)
+        router = NatsRouter(nc, settings, registry, metrics)
     return Wiring(blobs, SharedLayers(settings, engine, blobs), registry, nc, router=router,
                   changes=FunctionChanges(nc, settings, me.id))

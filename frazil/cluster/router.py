@@ -8,11 +8,13 @@ messages, frazil.cluster.invoker_service for the other side):
    that died drops out within the registry's TTL and one refresh);
 2. they are ranked for the version: idle warm instance first, then rendezvous
    (frazil.cluster.placement);
-3. each is asked in turn not to wait for a tier slot (`slot_wait_s` 0). One that refuses
-   (full) or that nobody answers for (NATS says "no responders": its process is gone) did not
-   start the invocation, so the next is asked. When all are full and the call's sync retry
-   window has time left, the first is asked again, waiting for a slot up to what is left of
-   the window (as the embedded mode waits); then 429;
+3. each is asked in turn not to wait for a tier slot to free (`slot_wait_s` 0; an invoker
+   whose own leased slots are all taken while the cluster has free ones leases more and runs
+   the call: frazil.cluster.slots). One that refuses (full) or that nobody answers for (NATS
+   says "no responders": its process is gone) did not start the invocation, so the next is
+   asked (both counted in frazil_router_refusals_total). When all are full and the call's
+   sync retry window has time left, the first is asked again, waiting for a slot up to what
+   is left of the window (as the embedded mode waits); then 429;
 4. any other answer is final: the result, a relayed refusal, or a 503 when the answer does
    not come (NATS lost, the invoker left the cluster, or nothing within the version's
    timeout plus REPLY_MARGIN_S). Those are never retried elsewhere: the invoker may have
@@ -106,8 +108,9 @@ class _Call:
 class NatsRouter(BackgroundLoop):
     task_name = "sync-router"
 
-    def __init__(self, nc, settings: Settings, registry: NodeRegistry):
+    def __init__(self, nc, settings: Settings, registry: NodeRegistry, metrics=None):
         self.nc = nc
+        self.metrics = metrics  # frazil.metrics.Metrics: counts the asks that did not start the call
         self.settings = settings
         self.registry = registry
         self.directory = Directory()
@@ -246,6 +249,7 @@ class NatsRouter(BackgroundLoop):
             whole = await call.answer
         except _NoResponders:
             self.directory.suspect(node)
+            self._refused("gone")
             return None
         except FrazilError:
             raise
@@ -258,10 +262,17 @@ class NatsRouter(BackgroundLoop):
             timer.cancel()
             del self._calls[token]
         try:
-            return wire.decode_reply(whole)
+            answer = wire.decode_reply(whole)
         except wire.WireError as exc:
             raise ServiceUnavailable(f"invoker {node.id} answered what this gateway cannot read ({exc}); "
                                      f"invocation {record.id} may have run: see its record") from None
+        if answer.kind is wire.Reply.REFUSED:
+            self._refused("full")
+        return answer
+
+    def _refused(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.router_refusals.labels(reason).inc()
 
     async def _on_reply(self, msg) -> None:
         call = self._calls.get(msg.subject.rsplit(".", 1)[-1])

@@ -105,6 +105,7 @@ class Grant:
     wanted: int  # what this node's callers need beyond `slots`, recorded in its row
     others_want: int  # slots other nodes of the cluster wait for
     in_force_until: float  # this node's monotonic clock (rule 2)
+    free: int  # slots no live lease holds after this transaction (this node could lease them next)
 
 
 @dataclass
@@ -115,11 +116,13 @@ class SlotLedger:
     node: str
     lease_s: float  # a row expires this long after the transaction that wrote it
     margin_s: float  # the node stops using a lease this long before its row expires
+    on_transaction: Callable[[int], None] = lambda memory_mb: None  # counts lease transactions (metrics)
 
     async def lease(self, memory_mb: int, limit: int, want: int, need: int) -> Grant:
         """Set this node's lease on the tier to `want` slots, or as many as the other nodes'
         live leases leave free, renewed for `lease_s`; `need` (what its callers need now) beyond
         the grant is recorded as wanted and announced."""
+        self.on_transaction(memory_mb)
         sent = time.monotonic()  # before the database reads its clock (rule 2)
         async with self.engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": slot_lock_key(memory_mb)})
@@ -144,7 +147,7 @@ class SlotLedger:
                 await self._notify(conn, "freed", memory_mb)
             if wanted:
                 await self._notify(conn, "want", memory_mb)
-        return Grant(granted, wanted, others_want, sent + self.lease_s - self.margin_s)
+        return Grant(granted, wanted, others_want, sent + self.lease_s - self.margin_s, limit - others - granted)
 
     async def release_all(self) -> None:
         """Give back every slot this node leases (a clean stop; a start, for a previous run's)."""
@@ -158,6 +161,10 @@ class SlotLedger:
         # Delivered to the listeners when the transaction commits, never before.
         await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
                            {"channel": SLOTS_CHANNEL, "payload": f"{event} {memory_mb} {self.node}"})
+
+
+class _NoneFree(Exception):
+    """A lease transaction found no free slot in the cluster (ends a zero-wait take's wait)."""
 
 
 class LeasedTierSlots(TierSlots):
@@ -184,6 +191,7 @@ class LeasedTierSlots(TierSlots):
         self._last_take = 0.0
         self._peak = 0  # the most running here at once since _peak_since (sizes the spare)
         self._peak_since = 0.0
+        self._peak_before = 0  # the same for the window before (a peak is kept for one more window)
         self._lock = asyncio.Lock()  # one ledger transaction of this tier at a time
         self._freed = asyncio.Event()  # another node gave slots back
         self._grower: asyncio.Task | None = None
@@ -193,6 +201,10 @@ class LeasedTierSlots(TierSlots):
                                   "retrying, the lease lapses if this lasts")
         self.unreachable: str | None = None  # why the last one failed, when PostgreSQL was out of reach
         self._leasing_since: float | None = None  # monotonic start of the ledger transaction now out
+        # Slots no lease held at the last transaction (none yet: assume some). While there are,
+        # a caller that will not wait for a slot to free waits for this node's lease to grow.
+        self._free = limit
+        self._growing: set[asyncio.Future] = set()  # the waiters of such callers (`take` with 0)
 
     # --- the TierSlots hooks -------------------------------------------------------------------
 
@@ -230,13 +242,42 @@ class LeasedTierSlots(TierSlots):
 
     async def take(self, timeout_s: float) -> bool:
         """As TierSlots.take, but a wait that a lease cannot end because PostgreSQL is out of
-        reach (or hung) raises ServiceUnavailable rather than answering "full" (module docstring)."""
-        if await super().take(timeout_s):
+        reach (or hung) raises ServiceUnavailable rather than answering "full" (module docstring).
+
+        A caller that will not wait for a slot to free (`timeout_s` 0: a gateway asking this
+        invoker before the next, frazil.cluster.router) is refused only when the cluster has no
+        free slot: while the last lease transaction left some free and no other node waits for
+        slots, finding none leased here
+        means this node's block is too small, not that the tier is full, so the caller waits
+        in line while the lease grows into them (a transaction), and is refused once a lease
+        finds none left. Refused at once instead, it would go to another invoker, most often
+        as a cold start there, while this one holds its version warm."""
+        if timeout_s <= 0 and self._free > 0 and not self._others_want and self.unreachable is None:
+            timeout_s = HUNG_LEASE_S  # the longest a lease transaction may take, not a slot's wait
+            took = await self._take_as_lease_grows()
+        else:
+            took = await super().take(timeout_s)
+        if took:
             return True
         out_for = 0.0 if self._leasing_since is None else time.monotonic() - self._leasing_since
         if timeout_s > 0 and (self.unreachable is not None or out_for >= HUNG_LEASE_S):
             raise self._unavailable(out_for)
         return False
+
+    async def _take_as_lease_grows(self) -> bool:
+        """A slot for a caller that will not wait for one to free (`take`): this node's, or one
+        its lease grows into; False once a lease transaction found no free slot in the cluster,
+        or after HUNG_LEASE_S."""
+        if self._take_now():
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._growing.add(waiter)
+        try:
+            return await self._wait_in_line(waiter, HUNG_LEASE_S)
+        except _NoneFree:
+            return False
+        finally:
+            self._growing.discard(waiter)
 
     def short(self) -> None:
         if self._grower is None or self._grower.done():
@@ -283,8 +324,12 @@ class LeasedTierSlots(TierSlots):
             return 0
         now = time.monotonic()
         if now - self._peak_since > self.idle_s:  # the peak of the last window or two, not of all time
+            # A window ends: its peak is kept for one more. Forgotten at once, a renewal just
+            # after would shrink the lease to what runs at that instant (mostly less than a
+            # steady load's peak), and the next swing would need a lease transaction again.
+            self._peak_before = self._peak if now - self._peak_since <= 2 * self.idle_s else 0
             self._peak, self._peak_since = self.running, now
-        return max(self.block, self._peak)
+        return max(self.block, self._peak, self._peak_before)
 
     def _want(self) -> int:
         """The lease to ask for: what callers need now, plus a spare while the tier is in use
@@ -327,6 +372,7 @@ class LeasedTierSlots(TierSlots):
 
     def _apply(self, grant: Grant) -> None:
         self.granted = grant.slots
+        self._free = grant.free
         self._row = bool(grant.slots or grant.wanted)
         self._others_want = grant.others_want
         self.in_force_until = grant.in_force_until if grant.slots else 0.0
@@ -337,6 +383,10 @@ class LeasedTierSlots(TierSlots):
             loop = asyncio.get_running_loop()
             self._lapse_timer = loop.call_at(loop.time() + (self.in_force_until - time.monotonic()), self._lapse)
         self.admit_waiters()
+        if not self._free:  # the tier is full: those who would not wait for a slot to free are refused
+            for waiter in self._growing:
+                if not waiter.done():
+                    waiter.set_exception(_NoneFree())
         if self._short and self.has_room():
             self._short_until = 0.0
             self.on_free()

@@ -58,7 +58,11 @@ class TierSlots:
         if timeout_s <= 0:
             self.short()
             return False
-        waiter = asyncio.get_running_loop().create_future()
+        return await self._wait_in_line(asyncio.get_running_loop().create_future(), timeout_s)
+
+    async def _wait_in_line(self, waiter: asyncio.Future, timeout_s: float) -> bool:
+        """Queue `waiter` behind the others and wait up to `timeout_s` for it to get a slot;
+        an exception set on it (a cluster node's refusal) ends the wait and is raised."""
         self._waiters.append(waiter)
         self.short()
         try:

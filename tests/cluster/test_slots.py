@@ -178,6 +178,26 @@ class TestBlocks:
             assert slots.try_take()
         assert not [s for s in statements if "pg_advisory_xact_lock" in s]
 
+    async def test_a_peak_outlives_the_window_it_was_seen_in(self, node_factory):
+        """Six ran at once, then one runs on past the end of the window (`idle_s`) that saw the
+        six: a renewal then still keeps room for a swing of six beyond what runs (the peak of
+        the last window or two), not just the block."""
+        idle_s = 2.0
+        node = await node_factory("a", limit=50, block=1, idle_s=idle_s)
+        slots = node.slots(TIER)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for _ in range(6):
+            assert await slots.take(30)
+        for _ in range(5):
+            slots.give()
+        while loop.time() < began + idle_s:  # the window that saw the six ends
+            await asyncio.sleep(0.05)
+        slots.give()
+        assert await slots.take(0)  # used lately: the renewal keeps a spare
+        await node.renew_once()
+        assert slots.granted >= slots.running + 6, (slots.granted, slots.running)
+
     async def test_idle_slots_go_back_to_the_cluster(self, node_factory):
         """A node that used a slot keeps its block for a while, then gives it all back."""
         node = await node_factory("a", limit=10, block=4, idle_s=0.2)
@@ -231,6 +251,31 @@ class TestBlocks:
         await a.close()
         assert "a" not in await rows(b)
         assert all(await asyncio.gather(*(b.slots(TIER).take(30) for _ in range(3))))
+
+
+class TestCallersThatWillNotWait:
+    """take(0): a gateway asks an invoker not to wait for a slot to free (it would ask the next
+    invoker instead, mostly as a cold start there). Finding no room leased here is no reason
+    to refuse while the cluster has free slots: the lease grows into them."""
+
+    async def test_they_get_the_slots_the_lease_grows_into(self, node_factory):
+        node = await node_factory("a", limit=20, block=1)
+        slots = node.slots(TIER)
+        assert await slots.take(0)  # nothing leased yet: the first lease
+        takes = await asyncio.gather(*(slots.take(0) for _ in range(8)))  # beyond the block leased
+        assert takes == [True] * 8
+        assert slots.running == 9 <= slots.granted and slots.waiting == 0
+
+    async def test_they_are_refused_once_the_cluster_is_full(self, node_factory):
+        a = await node_factory("a", limit=3, block=0)
+        b = await node_factory("b", limit=3, block=0)
+        assert all(await asyncio.gather(*(a.slots(TIER).take(30) for _ in range(2))))
+        assert await b.slots(TIER).take(0)  # the last free slot
+        assert not await b.slots(TIER).take(0)  # a lease found none free
+        assert not await a.slots(TIER).take(0)
+        assert b.slots(TIER).waiting == a.slots(TIER).waiting == 0
+        b.slots(TIER).give()  # b keeps it leased (its idle time is long): b's next caller gets it
+        assert await b.slots(TIER).take(0)
 
 
 @pytest.fixture

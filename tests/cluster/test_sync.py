@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from frazil.cluster import placement
 from frazil.cluster.names import invoke_subject
+from frazil.settings import Settings
 from frazil.testing import wait_until
 from tests.cluster.conftest import NATS_URL, cluster_env
 from tests.cluster.test_nodes import nodes, nodes_counted
@@ -96,10 +97,9 @@ class TestRouting:
         wait_until(lambda: all(n == 0 for n in idle_on(b, ids).values()), 10,
                    what="echo's idle instance retired")
 
-        # Two calls at once through both gateways both run. (Which invokers run them is the
-        # slots' business now that tier limits hold for the whole cluster: an invoker is "full"
-        # only while it leases more, and the router's fall-through on a refusal is covered in
-        # process, tests/cluster/test_router.py.)
+        # Two calls at once through both gateways both run. (An invoker is "full" only when the
+        # cluster's tier is, test_a_burst_beyond_an_invokers_leased_slots_stays_on_it; the
+        # router's fall-through on a refusal is covered in process, tests/cluster/test_router.py.)
         busy = name_ranked_first(ids[0], ids[1:], "busy")
         a.deploy(busy, echo(1))
         with ThreadPoolExecutor(2) as pool:
@@ -118,6 +118,26 @@ class TestRouting:
         assert a.invoke(busy)["result"]["version"] == 2
         timed_out = a.invoke(busy, {"sleep": 3})  # v2's timeout is 1 s: the invoker's Timeout, relayed
         assert timed_out["success"] is False and timed_out["error"]["type"] == "Timeout"
+
+    def test_a_burst_beyond_an_invokers_leased_slots_stays_on_it(self, node_factory, postgres_url, nats_cluster):
+        """Six calls at once of a version invoker A holds warm, A's leased block of tier slots
+        smaller than that (a block of one) and the tier's room large: A's lease grows to hold
+        them all. None is refused and sent to B to start cold there (issue 12: the router's
+        refusals made cluster throughput grow far less than the invokers)."""
+        env = cluster_env(postgres_url, nats_cluster, **{Settings.env_name("slot_block"): 1})
+        gateway, *invokers = started(node_factory, [(env, "gateway"), (env, "invoker"), (env, "invoker")])
+        ids = [node_id(srv) for srv in invokers]
+        nodes_counted(gateway, 3, 15, what="the gateway and both invokers")
+        name = name_ranked_first(ids[0], ids[1:], "burst")
+        gateway.deploy(name, echo(1))
+        assert stored(gateway, gateway.invoke(name)["invocation_id"])["node"] == ids[0]
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: gateway.invoke(name, {"sleep": 1}), range(6)))
+        assert all(answer["success"] for answer in answers), answers
+        assert {stored(gateway, answer["invocation_id"])["node"] for answer in answers} == {ids[0]}
+        metrics = gateway.metrics()
+        assert "# TYPE frazil_router_refusals_total counter" in metrics
+        assert "frazil_router_refusals_total{" not in metrics, metrics  # not one ask refused
 
     def test_a_killed_invoker_leaves_routing_and_calls_go_on(self, node_factory, postgres_url, nats_cluster):
         env = cluster_env(postgres_url, nats_cluster)
