@@ -182,7 +182,7 @@ class TestBlocks:
         """Six ran at once, then one runs on past the end of the window (`idle_s`) that saw the
         six: a renewal then still keeps room for a swing of six beyond what runs (the peak of
         the last window or two), not just the block."""
-        idle_s = 2.0
+        idle_s = 4.0  # long enough that a loaded machine's stall does not end two windows at once
         node = await node_factory("a", limit=50, block=1, idle_s=idle_s)
         slots = node.slots(TIER)
         loop = asyncio.get_running_loop()
