@@ -3,7 +3,8 @@ instances, and resident instances.
 
 Ownership: `InstancePool` owns one `FunctionPool` per (function, version); a FunctionPool
 owns its member instances; an acquired instance is leased to its invocation until
-`release()`. Whether a member is parked or leased is its `Instance.state` (IDLE or BUSY),
+`release()`. A cold one may be leased with its init still in flight (`lease()`: its first
+invocation goes right behind init); released before init was answered, it is destroyed. Whether a member is parked or leased is its `Instance.state` (IDLE or BUSY),
 kept nowhere else; the idle stack and the LRU are orderings of the parked members, updated
 together in `_park`/`_unpark` (invariants below, `check()` verifies them).
 
