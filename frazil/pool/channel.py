@@ -45,7 +45,7 @@ class RuntimeChannel(asyncio.Protocol):
         if self.broken:
             return
         try:
-            for kind, payload in self._decoder.feed(data):
+            for kind, payload in self._decoder.frames(data):  # each judged after the one before is taken
                 self._on_frame(kind, payload)  # raises ProtocolError for a frame that breaks a rule
         except protocol.ProtocolError as exc:  # the frames after it are dropped unread
             self._break(exc)

@@ -43,8 +43,11 @@ SdkHandler = Callable[["Instance", dict], "dict | Awaitable[dict]"]
 class EgressHook(Protocol):
     """The platform's proxy for the instance's own HTTP clients (frazil.sdk.egress.Egress)."""
 
-    async def open(self, instance: "Instance") -> dict[str, str]:
-        """Serve `instance`; answers the environment variables that lead its clients there."""
+    def environment(self, instance: "Instance") -> dict[str, str]:
+        """The environment variables that lead `instance`'s clients to the proxy (empty: none for it)."""
+
+    async def open(self, instance: "Instance") -> None:
+        """Serve `instance` (only one `environment` gave variables for); never raises."""
 
     def close(self, instance: "Instance") -> None:
         """Stop serving `instance` (it is being destroyed)."""
@@ -73,14 +76,15 @@ class InstanceState(enum.Enum):
 
     STARTING = "starting"  # created; the runtime has not said "ready" yet
     IDLE = "idle"  # ready, and parked in its FunctionPool: nobody uses it
-    BUSY = "busy"  # leased by the pool to one invocation, from acquire() to release()
+    BUSY = "busy"  # leased by the pool to one invocation, from lease() to release() (a cold
+    # one straight from STARTING: its init may still be in flight, its first invoke behind it)
     DEAD = "dead"  # killed, crashed or destroyed: never used again (STYLE habit 6)
 
 
 # Every state change an instance may make. Death is reachable from anywhere and idempotent
 # (a kill, the channel closing and destroy() may each arrive, in any order); nothing leaves it.
 TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
-    InstanceState.STARTING: frozenset({InstanceState.IDLE, InstanceState.DEAD}),
+    InstanceState.STARTING: frozenset({InstanceState.IDLE, InstanceState.BUSY, InstanceState.DEAD}),
     InstanceState.IDLE: frozenset({InstanceState.BUSY, InstanceState.DEAD}),
     InstanceState.BUSY: frozenset({InstanceState.IDLE, InstanceState.DEAD}),
     InstanceState.DEAD: frozenset({InstanceState.DEAD}),
@@ -161,7 +165,7 @@ class Instance:
 
     def __init__(self, version: FunctionVersion, proc: SandboxProcess, *, log_cap: int,
                  max_result_bytes: int, sdk_handler: SdkHandler | None = None, resident: bool = False,
-                 egress: EgressHook | None = None):
+                 egress: EgressHook | None = None, on_ready: Callable[["Instance"], None] | None = None):
         self.id = proc.instance_id
         self.version = version
         self.proc = proc
@@ -182,6 +186,7 @@ class Instance:
         # (its HTTP_PROXY connections, frazil.sdk.egress) is cut off then. None before the first.
         self.invocation_done: asyncio.Future | None = None
         self._egress = egress
+        self._on_ready = on_ready  # called once the runtime said "ready" to init
         self.death: str | None = None
         self._max_result_bytes = max_result_bytes
         self._limits = protocol.RuntimeFrameLimits(max_result_bytes)
@@ -190,11 +195,15 @@ class Instance:
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._out_transport: asyncio.BaseTransport | None = None
-        # The one frame we wait for now (hello; ready or init_error; the result) and its kinds.
-        # Only a waited-for kind, and sdk_call, may arrive: anything else breaks the rules.
-        self._waiting: asyncio.Future | None = None
-        self._waiting_for: frozenset[str] = frozenset()
-        self._init_logs = ""
+        # The frames we wait for (hello; ready or init_error; a result), each a future and its
+        # kinds, in the order they must come: a cold instance's first invoke is sent right
+        # behind init, so its result is awaited behind init's answer. Only the head's kinds,
+        # and sdk_call, may arrive: anything else breaks the rules.
+        self._waits: collections.deque[tuple[asyncio.Future, frozenset[str]]] = collections.deque()
+        # init's answer being awaited (`begin()` to `initialized()`); None before and after.
+        self._init: asyncio.Task | None = None
+        self._init_timeout_s = 0.0
+        self._said_ready = False  # the runtime's "ready" was read: it is past init
         self.stats: dict[str, float] = {}  # create_ms, destroy_ms
 
     @property
@@ -212,7 +221,10 @@ class Instance:
         self._state = state
 
     def lease(self) -> None:
-        """IDLE -> BUSY: the pool hands this instance to one invocation."""
+        """IDLE -> BUSY: the pool hands this instance to one invocation; or STARTING -> BUSY,
+        a cold one whose init was sent (`begin()`), the invocation's frame to follow it."""
+        if self._state is InstanceState.STARTING and self._init is None:
+            raise ForbiddenTransition(self.id, self._state, InstanceState.BUSY)  # no init sent (or answered)
         self._become(InstanceState.BUSY)
 
     def end_lease(self) -> None:
@@ -222,7 +234,22 @@ class Instance:
     # --- life cycle -----------------------------------------------------------------------
 
     async def start(self, *, init_timeout_s: float) -> None:
-        """Connect, wait for hello, send init, wait for ready. Raises InitFailed / ChannelLost."""
+        """Connect, wait for hello, send init, wait for ready. Raises InitFailed."""
+        await self.begin(init_timeout_s=init_timeout_s)
+        await self.initialized()
+
+    async def begin(self, *, init_timeout_s: float) -> None:
+        """Connect, wait for hello, send init. Its answer is awaited by `initialized()` or by
+        the first `invoke()`, which sends its frame first, right behind init: the runtime
+        reads both at once and goes on from init to the invocation without a round trip
+        through the platform. Raises InitFailed (the instance is then dead)."""
+        try:
+            await self._begin(init_timeout_s)
+        except BaseException:
+            self._kill_unready("its start failed")
+            raise
+
+    async def _begin(self, init_timeout_s: float) -> None:
         # Armed before attaching: a runtime forked from a zygote or built ahead of time has
         # already said hello, and that frame is read as soon as the channel is attached.
         hello_waiter = self._wait_for(protocol.HELLO)
@@ -237,10 +264,15 @@ class Instance:
             raise InitFailed(error_dict(ErrorType.RUNTIME_EXITED,
                                         f"the runtime spoke an unknown protocol: {hello}"), "")
         # After hello: the runtime is in its final network namespace, where the proxy listens.
-        platform_env = await self._egress.open(self) if self._egress is not None else {}
+        # It is opened (a thread enters the namespace) while init goes out and the runtime
+        # loads the handler; begin() returns once it listens, so that no invocation, which
+        # alone may use it, can be sent before.
+        platform_env = self._egress.environment(self) if self._egress is not None else {}
+        listening = asyncio.ensure_future(self._egress.open(self)) if platform_env else None
         marker = self._new_marker()
         seen = self._loop.create_future()
         self._output.expect(marker, seen)
+        answer = self._wait_for(protocol.READY, protocol.INIT_ERROR)
         self._send({
             "type": protocol.INIT,
             "handler": self.version.handler,
@@ -253,23 +285,98 @@ class Instance:
             "max_result_bytes": self._max_result_bytes,
             "log_marker": marker.decode(),
         })
-        reply = await self._expect(init_timeout_s, "load the handler",
-                                   self._wait_for(protocol.READY, protocol.INIT_ERROR))
-        if reply.get("marker", True):
-            await self._settle_output(seen)
-        self._init_logs = self._output.take()
-        if reply.get("type") == protocol.INIT_ERROR:
-            raise InitFailed(_runtime_error(reply, "InitError", "the handler could not be loaded"), self._init_logs)
-        if not self.alive:  # it said ready, then died while its output settled
+        self._init_timeout_s = init_timeout_s
+        self._init = asyncio.ensure_future(self._await_init(answer, seen, init_timeout_s))
+        if listening is not None:
+            await listening  # never raises: an instance the proxy cannot serve runs without it
+
+    @property
+    def invocation_running(self) -> bool:
+        """An invocation runs in the runtime: sent to it, and the runtime past init (an
+        invocation sent behind init starts when "ready" is read, in the same read maybe)."""
+        return self.current_invocation is not None and self._said_ready
+
+    @property
+    def init_pending(self) -> bool:
+        """init was sent and its answer not consumed yet (by `initialized()` or the first invoke)."""
+        return self._init is not None
+
+    async def initialized(self) -> None:
+        """Wait for init's answer, if still awaited: STARTING -> IDLE on "ready" (a leased
+        instance stays BUSY). Raises InitFailed, the instance then dead: the handler did
+        not load (the runtime's error, with the output of its init), or the runtime died,
+        timed out or broke the rules meanwhile."""
+        await self._init_answered()
+        if not self.alive:  # it said ready, then died
             raise InitFailed(error_dict(ErrorType.RUNTIME_EXITED, f"the runtime died after loading: {self.death}"),
-                             self._init_logs)
-        self._become(InstanceState.IDLE)
+                             self._output.take())
+        if self._state is InstanceState.STARTING:
+            self._become(InstanceState.IDLE)
+
+    async def _init_answered(self) -> None:
+        """Wait for init's answer, if still awaited; raises InitFailed (the instance then dead)."""
+        init = self._init
+        if init is None:
+            return
+        try:
+            await init
+        except BaseException:
+            self._kill_unready("its init failed")
+            raise
+        finally:
+            self._init = None
+
+    async def _await_init(self, answer: asyncio.Future, seen: asyncio.Future, timeout_s: float) -> None:
+        reply = await self._expect(timeout_s, "load the handler", answer)
+        if reply.get("type") == protocol.INIT_ERROR:
+            if reply.get("marker", True):
+                await self._settle_output(seen)
+            raise InitFailed(_runtime_error(reply, "InitError", "the handler could not be loaded"),
+                             self._output.take())
+        # Its output stays in `_output`, ahead of the first invocation's: that one's logs begin with it.
+        # (If it died since, whoever awaits a frame from it now learns how.)
+        if self._on_ready is not None and self.alive:
+            self._on_ready(self)
+
+    def _kill_unready(self, why: str) -> None:
+        """An instance whose start or init did not succeed: nothing more may arrive or wait."""
+        if self._init is not None and not self._init.done():
+            self._init.cancel()
+        if self.alive:
+            self._fail(why)
+        self._abandon_waits()
 
     def _wait_for(self, *kinds: str) -> asyncio.Future:
-        """Arm the wait for the next frame, of one of `kinds` (the only ones legal until it comes)."""
-        self._waiting = self._loop.create_future()
-        self._waiting_for = frozenset(kinds)
-        return self._waiting
+        """Arm the wait for a frame of one of `kinds`, after those armed already (each wait's
+        kinds are the only legal ones while it is the first pending)."""
+        waiting = self._loop.create_future()
+        self._waits.append((waiting, frozenset(kinds)))
+        return waiting
+
+    def _head(self) -> tuple[asyncio.Future, frozenset[str]] | None:
+        """The first wait still pending (those ended otherwise - a timeout - are dropped)."""
+        while self._waits and self._waits[0][0].done():
+            self._waits.popleft()
+        return self._waits[0] if self._waits else None
+
+    def _forget(self, waiting: asyncio.Future) -> None:
+        for i, (future, _) in enumerate(self._waits):
+            if future is waiting:
+                del self._waits[i]
+                return
+
+    def _fail_waits(self, error: Callable[[], Exception]) -> None:
+        """Every pending wait ends with an `error()` (the channel is lost, the rules broken, stopped)."""
+        for waiting, _ in self._waits:
+            if not waiting.done():
+                waiting.set_exception(error())
+        self._waits.clear()
+
+    def _abandon_waits(self) -> None:
+        """Drop the waits nobody will await any more (their exceptions, if any, read)."""
+        for waiting, _ in self._waits:
+            _abandon(waiting)
+        self._waits.clear()
 
     async def _expect(self, timeout_s: float, what: str, waiting: asyncio.Future) -> dict:
         try:
@@ -281,14 +388,15 @@ class Instance:
         except ChannelLost:
             info = await self._exit_info()
             raise InitFailed(_death_error(info, self.version), self._output.take()) from None
-        except ProtocolViolated as exc:
+        except (ProtocolViolated, InvocationStopped) as exc:
             raise InitFailed(exc.error, self._output.take()) from None
         finally:
-            self._waiting = None
-            self._waiting_for = frozenset()
+            self._forget(waiting)
 
     async def destroy(self) -> ExitInfo:
         self._become(InstanceState.DEAD)
+        if self._init is not None:  # nobody awaits it any more, or its awaiter reads the failure
+            self._init.add_done_callback(_abandon)
         if self._egress is not None:
             self._egress.close(self)
         if self._transport is not None:
@@ -303,30 +411,53 @@ class Instance:
                      user: dict | None = None) -> InvokeOutcome:
         """Run one invocation on this leased (BUSY) instance; it stays BUSY, or DEAD when the
         invocation killed it, until the pool takes it back. Never raises for the function's
-        failures: they are outcomes. Returns once none of the invocation's SDK calls runs."""
+        failures: they are outcomes. Returns once none of the invocation's SDK calls runs.
+
+        On an instance whose init is still in flight (`init_pending`: a cold one just leased)
+        the invoke frame goes out now, right behind init, and the invocation starts once the
+        runtime says "ready": its timeout, duration and deadline count from then. Raises
+        InitFailed if init fails (nothing of the invocation ran: the runtime reads no frame
+        after a failed init)."""
         if self._state is not InstanceState.BUSY or self.current_invocation is not None:
             raise ForbiddenTransition(self.id, self._state, InstanceState.BUSY)  # not leased, or in use
+        behind_init = self._init is not None
         self.current_invocation = invocation_id
         self.sdk_token = secrets.token_urlsafe(18)
-        self.deadline = time.monotonic() + timeout_s
+        # Set before the frame goes out: the runtime may call the SDK as soon as it has it. Behind
+        # init, the deadline is moved to its true place once init is answered (calls started
+        # before then - in the same read as "ready" - are bound by this later one, and by the end).
+        self.deadline = time.monotonic() + timeout_s + (self._init_timeout_s if behind_init else 0.0)
         calls = self._calls = InvocationCalls(self.deadline, self._reply)
         done = self.invocation_done = self._loop.create_future()
-        self.invocations += 1
         marker = self._new_marker()
         seen = self._loop.create_future()
         self._output.expect(marker, seen)
-        message = {
-            "type": protocol.INVOKE, "id": invocation_id, "cold": cold, "log_marker": marker.decode(),
-            "deadline_ms": (time.time() + timeout_s) * 1000, "sdk_token": self.sdk_token,
-        }
+        message = {"type": protocol.INVOKE, "id": invocation_id, "cold": cold, "log_marker": marker.decode(),
+                   "sdk_token": self.sdk_token}
+        if behind_init:  # the runtime starts its clock when it starts the invocation, after init
+            message["timeout_ms"] = timeout_s * 1000
+        else:
+            message["deadline_ms"] = (time.time() + timeout_s) * 1000
         if user is not None:  # the end user who called: the runtime's context.user
             message["user"] = user
         header = orjson.dumps(message)
-        started = time.perf_counter()
-        waiting = self._wait_for(protocol.RESULT)
-        timer = self._loop.call_later(timeout_s, _expire, waiting)
+        waiting = self._wait_for(protocol.RESULT)  # behind init's answer, if that is awaited
         # The event is already validated JSON: splice it in rather than re-encoding it.
         self._transport.write(protocol.frame(header[:-1] + b',"event":' + event_json + b"}"))
+        if behind_init:
+            try:
+                await self._init_answered()  # a death after "ready" is this invocation's: `waiting` says how
+            except BaseException:
+                _abandon(waiting)
+                self._forget(waiting)
+                self._end_invocation(done)
+                await calls.end()
+                self._calls = None
+                raise
+            self.deadline = calls.deadline = time.monotonic() + timeout_s
+        started = time.perf_counter()
+        self.invocations += 1
+        timer = self._loop.call_later(timeout_s, _expire, waiting)
         try:
             reply = await waiting
             duration_ms = (time.perf_counter() - started) * 1000
@@ -347,20 +478,21 @@ class Instance:
             outcome = InvokeOutcome(InvocationStatus.FAILED, error=_death_error(info, self.version))
         finally:
             timer.cancel()
-            self._waiting = None
-            self._waiting_for = frozenset()
-            self._end_token()
-            done.set_result(None)
-            self.current_invocation = None
-            self.deadline = None
+            self._forget(waiting)
+            self._end_invocation(done)
             # No call of this invocation may act after it: wait until they have all stopped.
             await calls.end()
             self._calls = None
         outcome.duration_ms = round(duration_ms, 3)
-        outcome.logs = self._init_logs + self._output.take() if self._init_logs else self._output.take()
-        self._init_logs = ""
+        outcome.logs = self._output.take()  # a cold instance's init output first (`_await_init`)
         self.last_used = time.monotonic()
         return outcome
+
+    def _end_invocation(self, done: asyncio.Future) -> None:
+        self._end_token()
+        done.set_result(None)
+        self.current_invocation = None
+        self.deadline = None
 
     def _outcome(self, reply: dict) -> InvokeOutcome:
         if reply.get("ok") is True:
@@ -383,8 +515,8 @@ class Instance:
             return await self.proc.wait()
 
     # --- frames -----------------------------------------------------------------------------
-    # Who may send what when (protocol.py's rules): a runtime sends the kinds `_waiting_for`
-    # names while `_waiting` is armed, and sdk_calls with a token this instance issued; each
+    # Who may send what when (protocol.py's rules): a runtime sends the kinds the first pending
+    # wait of `_waits` names, and sdk_calls with a token this instance issued; each
     # frame no larger than `_limits` allows. These run on the event loop, frame by frame, in
     # the order the runtime wrote them; a rule broken raises ProtocolError, and the channel
     # then calls `_on_broken` and delivers nothing more.
@@ -404,14 +536,16 @@ class Instance:
         return self._limits[kind]
 
     def _awaits(self, kind: str) -> bool:
-        return self._waiting is not None and not self._waiting.done() and kind in self._waiting_for
+        head = self._head()
+        return head is not None and kind in head[1]
 
     def _moment(self) -> str:
         """When the runtime sent something unexpected, in words."""
         if self._awaits(protocol.RESULT):
             return f"during invocation {self.current_invocation}"
-        if self._waiting is not None and not self._waiting.done():
-            return f"while the platform waited for {' or '.join(sorted(self._waiting_for))}"
+        head = self._head()
+        if head is not None:
+            return f"while the platform waited for {' or '.join(sorted(head[1]))}"
         if self.current_invocation is not None:
             return f"after invocation {self.current_invocation} had answered"
         return "while no invocation was running"
@@ -437,7 +571,10 @@ class Instance:
             # The invocation ends with this frame: an sdk_call behind it in the same read
             # must already find its credential gone.
             self._end_token()
-        self._waiting.set_result(message)
+        if kind == protocol.READY:
+            self._said_ready = True
+        waiting, _ = self._waits.popleft()  # the head (`_awaits` made it so)
+        waiting.set_result(message)
 
     def _on_sdk_call(self, message: dict, size: int) -> None:
         # Handed over now, in frame order: the credential is judged as the call arrives, not
@@ -482,18 +619,14 @@ class Instance:
                                f"the instance broke the runtime protocol and was stopped: it sent {exc}")
         log.warning("instance %s of %s v%s: %s", self.id, self.version.function, self.version.number,
                     error["message"])
-        waiting = self._waiting
-        if waiting is not None and not waiting.done():
-            waiting.set_exception(ProtocolViolated(error))
+        self._fail_waits(lambda: ProtocolViolated(error))
         if self.alive:
             self._fail(error["message"])
 
     def abort(self, why: str) -> None:
         """Stop the invocation running here now, the platform may no longer run it: the
         sandbox is killed and the invocation fails (RuntimeExited) saying `why`."""
-        waiting = self._waiting
-        if waiting is not None and not waiting.done():
-            waiting.set_exception(InvocationStopped(error_dict(ErrorType.RUNTIME_EXITED,
+        self._fail_waits(lambda: InvocationStopped(error_dict(ErrorType.RUNTIME_EXITED,
                                                                f"the instance was stopped: {why}")))
         if self.alive:
             self._fail(why)
@@ -504,9 +637,7 @@ class Instance:
             self.sdk_token = None
 
     def _on_channel_lost(self) -> None:
-        waiting = self._waiting
-        if waiting is not None and not waiting.done():
-            waiting.set_exception(ChannelLost())
+        self._fail_waits(ChannelLost)
         if self._calls is not None:
             self._calls.cancel()
         if self.alive:
@@ -528,6 +659,14 @@ def _runtime_error(reply: dict, default_type: str, default_message: str) -> dict
     error = error if isinstance(error, dict) else {}
     return error_dict(str(error.get("type") or default_type), str(error.get("message") or default_message),
                       str(error.get("stack") or ""))
+
+
+def _abandon(future: asyncio.Future) -> None:
+    """Read a future's exception (nobody else will), or cancel it if it is pending."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def _expire(waiting: asyncio.Future) -> None:

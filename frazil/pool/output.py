@@ -5,10 +5,17 @@ answering; what arrives before the marker belongs to that invocation. Output tha
 while the instance is idle (a background thread printing) is kept for the next invocation.
 Bytes over the cap are counted and dropped as they arrive: memory stays bounded however
 much a function prints.
+
+Several markers may be awaited at once, in the order the runtime writes them (a cold
+instance's init marker, then its first invocation's, sent right behind init). The runtime
+writes each marker at most once and in that order, but may skip one (when the pipe was empty,
+its answer says so): finding a marker therefore settles every marker queued before it too,
+and the text up to it is sealed as one piece. `take()` returns every piece sealed so far.
 """
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 
 class OutputCapture:
@@ -16,37 +23,41 @@ class OutputCapture:
         self._cap = cap
         self._kept = bytearray()
         self._dropped = 0
-        self._held = b""  # a tail that may be the start of the marker
-        self._marker: bytes | None = None
-        self._marker_seen: asyncio.Future | None = None
-        self._sealed: str | None = None  # the text of the invocation whose marker arrived
+        self._held = b""  # a tail that may be the start of a marker
+        # The markers awaited, in the order the runtime writes them, each with its future.
+        self._markers: deque[tuple[bytes, asyncio.Future | None]] = deque()
+        self._sealed: list[str] = []  # the texts sealed at markers and not taken yet
 
     def expect(self, marker: bytes, seen: asyncio.Future) -> None:
-        """Start collecting for an invocation that will end with `marker`."""
-        self._marker = marker
-        self._marker_seen = seen
-        self._sealed = None
+        """Start collecting for an invocation (or an init) that will end with `marker`,
+        after those expected already."""
+        self._markers.append((marker, seen))
 
     def feed(self, data: bytes) -> None:
-        if self._marker is None:
+        if not self._markers:
             self._keep(data)
             return
         window = self._held + data
-        at = window.find(self._marker)
-        if at < 0:
-            # Keep all but a tail too short to hold the whole marker.
-            split = max(0, len(window) - (len(self._marker) - 1))
-            self._keep(window[:split])
-            self._held = window[split:]
-            return
         self._held = b""
-        self._keep(window[:at])
-        after = window[at + len(self._marker):]
-        self._sealed = self._render()
-        self._marker = None
-        self._keep(after)  # printed after the invocation ended: the next one's
-        if self._marker_seen is not None and not self._marker_seen.done():
-            self._marker_seen.set_result(None)
+        while self._markers:
+            found = [(at, i) for i, (marker, _) in enumerate(self._markers) if (at := window.find(marker)) >= 0]
+            if not found:
+                # Keep all but a tail too short to hold a whole marker.
+                longest = max(len(marker) for marker, _ in self._markers)
+                split = max(0, len(window) - (longest - 1))
+                self._keep(window[:split])
+                self._held = window[split:]
+                return
+            at, index = min(found)
+            marker, _ = self._markers[index]
+            self._keep(window[:at])
+            self._sealed.append(self._render())
+            window = window[at + len(marker):]
+            for _ in range(index + 1):  # this one, and those before it, skipped by the runtime
+                _, seen = self._markers.popleft()
+                if seen is not None and not seen.done():
+                    seen.set_result(None)
+        self._keep(window)  # printed after the last awaited marker: the next invocation's
 
     def _keep(self, data: bytes) -> None:
         room = self._cap - len(self._kept)
@@ -63,12 +74,14 @@ class OutputCapture:
         return text
 
     def take(self) -> str:
-        """The current invocation's output: sealed at its marker, or all there is so far
-        when the marker never came (a timeout or a crash)."""
-        if self._sealed is not None:
-            text, self._sealed = self._sealed, None
-            return text
-        self._keep(self._held)  # no marker is coming: the held tail is plain output
-        self._held = b""
-        self._marker = None
-        return self._render()
+        """The output sealed at markers and not taken yet; when a marker awaited never came
+        (a timeout, a crash, or the runtime saw the pipe empty and skipped it) or none was
+        sealed, all there is so far, and no marker is awaited any more."""
+        if self._markers or not self._sealed:
+            self._keep(self._held)  # no marker is coming: the held tail is plain output
+            self._held = b""
+            self._markers.clear()
+            self._sealed.append(self._render())
+        text = "".join(self._sealed)
+        self._sealed = []
+        return text

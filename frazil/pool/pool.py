@@ -3,7 +3,8 @@ instances, and resident instances.
 
 Ownership: `InstancePool` owns one `FunctionPool` per (function, version); a FunctionPool
 owns its member instances; an acquired instance is leased to its invocation until
-`release()`. Whether a member is parked or leased is its `Instance.state` (IDLE or BUSY),
+`release()`. A cold one may be leased with its init still in flight (`lease()`: its first
+invocation goes right behind init); released before init was answered, it is destroyed. Whether a member is parked or leased is its `Instance.state` (IDLE or BUSY),
 kept nowhere else; the idle stack and the LRU are orderings of the parked members, updated
 together in `_park`/`_unpark` (invariants below, `check()` verifies them).
 
@@ -109,7 +110,20 @@ class InstancePool:
     # --- acquire / release ----------------------------------------------------------------
 
     async def acquire(self, version: FunctionVersion) -> tuple[Instance, bool]:
-        """A warm idle instance of `version`, or a new one (cold). Raises InitFailed."""
+        """A warm idle instance of `version`, or a new one (cold), ready. Raises InitFailed."""
+        instance, cold = await self.lease(version)
+        if cold:
+            try:
+                await instance.initialized()
+            except BaseException:
+                self.release(instance)  # dead now: discarded
+                raise
+        return instance, cold
+
+    async def lease(self, version: FunctionVersion) -> tuple[Instance, bool]:
+        """A warm idle instance of `version`, or a new one (cold) whose init may still be in
+        flight: its first `invoke()` goes right behind init, and raises InitFailed if init
+        fails. Raises InitFailed when the instance could not even be given its init."""
         pool = self._pool(version)
         while pool.idle:
             instance = pool.idle[-1]
@@ -119,7 +133,7 @@ class InstancePool:
                 instance.lease()
                 return instance, False
             self._discard(pool, instance)
-        instance = await self._create(version, resident=False)
+        instance = await self._create(version, resident=False, ready=False)
         instance.lease()
         pool.members.add(instance)
         return instance, True
@@ -131,7 +145,8 @@ class InstancePool:
         if pool is None or instance not in pool.members:
             self._destroy_later(instance)  # its pool was retired meanwhile, and dropped or replaced
             return
-        if pool.retired or not instance.alive or (instance.resident and pool.residents() > pool.resident_target):
+        if (pool.retired or not instance.alive or instance.init_pending  # never used: its init's fate unknown
+                or (instance.resident and pool.residents() > pool.resident_target)):
             self._discard(pool, instance)
             if instance.resident and not pool.retired and not instance.alive:
                 self._replace_resident(pool)
@@ -183,7 +198,9 @@ class InstancePool:
             pool = self._pools[version.key] = FunctionPool(version)
         return pool
 
-    async def _create(self, version: FunctionVersion, *, resident: bool) -> Instance:
+    async def _create(self, version: FunctionVersion, *, resident: bool, ready: bool = True) -> Instance:
+        """A new instance of `version`, given its init; `ready`: and its answer awaited
+        (else the first invoke awaits it). PoolEvent.CREATED once the runtime said ready."""
         started = time.perf_counter()
         spec = SandboxSpec(
             instance_id=new_id()[-16:],
@@ -198,16 +215,20 @@ class InstancePool:
         proc = await self.sandbox.create(spec)
         instance = Instance(version, proc, log_cap=self.settings.log_cap_bytes,
                             max_result_bytes=self.settings.max_payload_bytes, sdk_handler=self._sdk_handler,
-                            egress=self._egress,
-                            resident=resident)
+                            egress=self._egress, resident=resident,
+                            on_ready=lambda instance: self._created(instance, started))
         try:
-            await instance.start(init_timeout_s=max(10.0, version.timeout_s))
+            await instance.begin(init_timeout_s=max(10.0, version.timeout_s))
+            if ready:
+                await instance.initialized()
         except BaseException:
             await instance.destroy()
             raise
+        return instance
+
+    def _created(self, instance: Instance, started: float) -> None:
         instance.stats["create_ms"] = (time.perf_counter() - started) * 1000
         self._on_event(PoolEvent.CREATED, instance)
-        return instance
 
     # --- resident instances ---------------------------------------------------------------
 

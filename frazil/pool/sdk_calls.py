@@ -43,8 +43,10 @@ PAST_DEADLINE = error_reply("CallAborted", "the SDK call did not finish before i
 
 class InvocationCalls:
     def __init__(self, deadline: float, reply: Reply):
-        """`deadline`: when the invocation times out (time.monotonic()); `reply` sends an answer."""
-        self._deadline = deadline
+        """`deadline`: when the invocation times out (time.monotonic()); `reply` sends an answer.
+        The holder may move `deadline` (a cold instance's first invocation is sent before its
+        clock starts): calls started from then on are bound by the new one."""
+        self.deadline = deadline
         self._reply = reply
         self._tasks: set[asyncio.Task] = set()
         self._ended = False
@@ -73,7 +75,7 @@ class InvocationCalls:
 
     async def _serve(self, call, pending: Awaitable[dict]) -> None:
         try:
-            async with asyncio.timeout(max(0.0, self._deadline - time.monotonic())):
+            async with asyncio.timeout(max(0.0, self.deadline - time.monotonic())):
                 reply = await pending
         except TimeoutError:
             reply = PAST_DEADLINE

@@ -19,6 +19,10 @@ Messages, in the order they flow for one instance:
   platform -> runtime  {"type": "invoke", "id": "...", "event": <json>, "deadline_ms": <epoch ms>,
                         "cold": bool, "log_marker": "...", "sdk_token": "...",
                         "user": {"id", "username"}}   (user: only when an end user called)
+                       A cold instance's first invoke is sent right behind "init", before its
+                       answer: it carries "timeout_ms" instead of "deadline_ms" (the deadline is
+                       that long after the runtime starts the invocation). The runtime serves
+                       it once init is done; after "init_error" it serves nothing more.
   runtime -> platform  {"type": "result", "id": "...", "ok": true, "result": <json>}
                    or  {"type": "result", "id": "...", "ok": false, "error": ERROR}
 ERROR is {"type": "<class name>", "message": "...", "stack": "..."}.
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Iterator
 
 PROTOCOL_VERSION = 2
 HEADER = struct.Struct(">I")
@@ -179,36 +184,43 @@ class GuardedDecoder:
 
     def feed(self, data: bytes) -> list[tuple[str, bytes]]:
         """The frames completed by `data`, as (kind, payload)."""
+        return list(self.frames(data))
+
+    def frames(self, data: bytes) -> Iterator[tuple[str, bytes]]:
+        """`feed()`, one frame at a time: the next frame's kind is judged only once the one
+        before it was taken, so a frame may change what may follow it (the answer to init
+        lets the result of an invocation sent right behind init follow in the same read)."""
         self._buf += data
-        frames, at = [], 0
         try:
-            while True:
-                if self._size is None:
-                    if len(self._buf) - at < HEADER.size:
-                        break
-                    (self._size,) = HEADER.unpack_from(self._buf, at)
-                    at += HEADER.size
-                if self._kind is None:
-                    window = bytes(self._buf[at:at + min(self._size, _KIND_WINDOW)])
-                    kind = _kind_of(window, complete=len(window) == min(self._size, _KIND_WINDOW))
-                    if kind is None:  # its first bytes are still on their way
-                        if self._size > self._largest:  # no kind could carry it: judged now
-                            raise FrameTooLarge(None, self._size, self._largest)
-                        break
-                    limit = self._limit_for(kind)  # raises UnexpectedFrame
-                    if self._size > limit:
-                        raise FrameTooLarge(kind, self._size, limit)
-                    self._kind = kind
-                if len(self._buf) - at < self._size:
-                    break
-                frames.append((self._kind, bytes(self._buf[at:at + self._size])))
-                at += self._size
-                self._size = self._kind = None
+            while (frame := self._take_one()) is not None:
+                yield frame
         except ProtocolError:
             self._buf.clear()  # spent: nothing of a refused frame is kept
             raise
-        del self._buf[:at]
-        return frames
+
+    def _take_one(self) -> tuple[str, bytes] | None:
+        if self._size is None:
+            if len(self._buf) < HEADER.size:
+                return None
+            (self._size,) = HEADER.unpack_from(self._buf, 0)
+            del self._buf[:HEADER.size]
+        if self._kind is None:
+            window = bytes(self._buf[:min(self._size, _KIND_WINDOW)])
+            kind = _kind_of(window, complete=len(window) == min(self._size, _KIND_WINDOW))
+            if kind is None:  # its first bytes are still on their way
+                if self._size > self._largest:  # no kind could carry it: judged now
+                    raise FrameTooLarge(None, self._size, self._largest)
+                return None
+            limit = self._limit_for(kind)  # raises UnexpectedFrame
+            if self._size > limit:
+                raise FrameTooLarge(kind, self._size, limit)
+            self._kind = kind
+        if len(self._buf) < self._size:
+            return None
+        frame = (self._kind, bytes(self._buf[:self._size]))
+        del self._buf[:self._size]  # (a bytearray drops its front without moving the rest)
+        self._size = self._kind = None
+        return frame
 
 
 def _kind_of(window: bytes, complete: bool) -> str | None:

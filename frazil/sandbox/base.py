@@ -19,6 +19,7 @@ import signal
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from frazil.runtimes import RuntimeKind
 
@@ -99,6 +100,14 @@ class SandboxProcess(abc.ABC):
     output_fd: int
     paths: RuntimePaths
     stats: dict = field(default_factory=dict)
+    # Whether the instance has a network namespace of its own (loopback only), where the
+    # platform may listen for it (frazil.sandbox.listen) through `pidfd`.
+    own_network: ClassVar[bool] = False
+
+    @property
+    def pidfd(self) -> int | None:
+        """A pidfd of the runtime while it runs (None: none, or it has exited and been reaped)."""
+        return None
 
     @abc.abstractmethod
     async def wait(self) -> ExitInfo:

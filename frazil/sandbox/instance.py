@@ -38,6 +38,8 @@ def cgroup_name(instance_id: str) -> str:
 class IsolatedProcess(SandboxProcess):
     """One running instance. Touched only from the event loop thread."""
 
+    own_network = True  # every instance has its own namespace, made ahead or cloned (netns.py)
+
     def __init__(self, *, cgroup: InstanceCgroup, uid: int, on_destroyed, go_fd: int | None = None,
                  weight_fd: int | None = None, freeze_fd: int | None = None, **kwargs):
         super().__init__(**kwargs)

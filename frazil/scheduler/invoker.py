@@ -50,6 +50,12 @@ def api_record(version: FunctionVersion) -> InvocationRecord:
                             status=INITIAL, created_at=time.time())
 
 
+def _init_failed(exc: InitFailed) -> InvokeOutcome:
+    """The outcome of an invocation whose instance's init failed."""
+    status = InvocationStatus.TIMEOUT if exc.error.get("type") == "Timeout" else InvocationStatus.FAILED
+    return InvokeOutcome(status, error=exc.error, logs=exc.logs)
+
+
 class Invoker:
     def __init__(self, settings, catalog: FunctionCatalog, pool: InstancePool, admission: Admission,
                  records: RecordWriter, metrics=None, node: str | None = None):
@@ -124,11 +130,11 @@ class Invoker:
     async def _attempt(self, record: InvocationRecord, version: FunctionVersion, event_json: bytes,
                        timeout_s: float) -> InvokeOutcome:
         try:
-            instance, cold = await self.pool.acquire(version)
+            # A cold instance comes with its init in flight: the event goes right behind it.
+            instance, cold = await self.pool.lease(version)
         except InitFailed as exc:
             record.cold = True
-            status = InvocationStatus.TIMEOUT if exc.error.get("type") == "Timeout" else InvocationStatus.FAILED
-            return InvokeOutcome(status, error=exc.error, logs=exc.logs)
+            return _init_failed(exc)
         except SandboxError as exc:
             log.error("could not create an instance of %s: %s", version.function, exc)
             record.cold = True
@@ -146,6 +152,8 @@ class Invoker:
         try:
             user = orjson.loads(record.caller) if record.caller is not None else None
             return await instance.invoke(record.id, event_json, cold=cold, timeout_s=timeout_s, user=user)
+        except InitFailed as exc:  # the handler did not load: the invocation's failure, as above
+            return _init_failed(exc)
         finally:
             self.pool.release(instance)
 

@@ -37,7 +37,7 @@ import time
 import weakref
 
 from frazil.errors import BadRequest, FrazilError, PayloadTooLarge
-from frazil.sandbox.listen import NotIsolated, listen_in_netns
+from frazil.sandbox.listen import listen_in_netns
 from frazil.sdk.errors import HttpDenied, HttpFailed, HttpTimeout, TooManyCalls
 from frazil.sdk.proxy import HOP_HEADERS, OutboundRequest
 from frazil.sdk.tunnel import relay, split_host_port
@@ -67,25 +67,33 @@ class LengthRequired(FrazilError):
 
 
 class Egress:
-    """One listener per instance (opened after the runtime said hello, closed with it)."""
+    """One listener per instance (opened after the runtime said hello, while it loads its
+    handler; closed with it)."""
 
     def __init__(self, host):
         self._host = host  # frazil.sdk.host.SdkHost: the proxy and the lanes
         self._servers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # instance -> (server, tasks)
 
-    async def open(self, instance) -> dict[str, str]:
-        """Listen in `instance`'s network namespace; the environment its runtime gets (empty
-        when it has no namespace of its own: a sandbox without isolation has the host's network)."""
-        pidfd = getattr(instance.proc, "pidfd", None)
-        if pidfd is None:
-            return {}
+    def environment(self, instance) -> dict[str, str]:
+        """The environment `instance`'s runtime gets: the proxy's, when the instance has a
+        network namespace of its own (empty otherwise: a sandbox without isolation has the
+        host's network). Given with init, before `open()` listens."""
+        return dict(PROXY_ENV) if instance.proc.own_network else {}
+
+    async def open(self, instance) -> None:
+        """Listen in `instance`'s network namespace (one `environment` gave the proxy's
+        variables to). Never raises: an instance it cannot serve runs without a proxy (its
+        clients' connections are refused: its namespace has no other way out either)."""
+        pidfd = instance.proc.pidfd
         try:
+            if pidfd is None:
+                raise OSError("the instance has exited")
             listener = await listen_in_netns(pidfd, EGRESS_ADDRESS, EGRESS_PORT)
-        except NotIsolated:
-            return {}
         except Exception as exc:  # noqa: BLE001 - the instance still runs, without a proxy
-            log.warning("instance %s gets no HTTP proxy: cannot listen in its network namespace: %s", instance.id, exc)
-            return {}
+            if instance.alive:
+                log.warning("instance %s gets no HTTP proxy: cannot listen in its network namespace: %s",
+                            instance.id, exc)
+            return
         tasks: set[asyncio.Task] = set()
         # Connections held at once, idle ones included (each holds a task and up to HEAD_LIMIT
         # bytes): as many as the invocation's http lane admits, running and waiting.
@@ -106,8 +114,10 @@ class Egress:
                 tasks.discard(task)
 
         server = await asyncio.start_server(client, sock=listener, limit=HEAD_LIMIT)
+        if not instance.alive:  # destroyed meanwhile: close() came before there was anything to close
+            server.close()
+            return
         self._servers[instance] = (server, tasks)
-        return dict(PROXY_ENV)
 
     def close(self, instance) -> None:
         """Stop listening for `instance` and cut its connections (it is being destroyed)."""
@@ -145,7 +155,7 @@ class Egress:
         invocation, token, ended = instance.current_invocation, instance.sdk_token, instance.invocation_done
         what = f"{method} {target}"[:300]
         try:
-            if invocation is None or token is None or ended is None or ended.done():
+            if not instance.invocation_running or token is None or ended is None or ended.done():
                 raise NoInvocation("no invocation is running on this instance: HTTP requests can be made only while "
                                    "the function's invocation runs")
             lane = self._host.http_lane(instance, token)

@@ -160,8 +160,8 @@ class FakeProcess(SandboxProcess):
             send({"type": protocol.INIT_ERROR, "error": {"type": "AttributeError",
                                                          "message": "module 'index' has no attribute 'broken'",
                                                          "stack": ""}})
-        else:
-            send({"type": protocol.READY})
+            return  # like the real runtimes: nothing more (an invoke sent behind init is not served)
+        send({"type": protocol.READY})
         self._tokens: list[str] = []
         while (invoke := await _read(reader)) is not None:
             if invoke["type"] == protocol.SDK_REPLY:  # a reply nobody waits for (a flood's): dropped

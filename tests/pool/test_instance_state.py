@@ -39,9 +39,10 @@ class TestTable:
         assert all(St.DEAD in allowed for allowed in TRANSITIONS.values())
         assert TRANSITIONS[St.DEAD] == {St.DEAD}
 
-    def test_only_a_started_instance_is_leased(self):
-        """STARTING cannot be leased; leases go IDLE -> BUSY -> IDLE."""
-        assert St.BUSY not in TRANSITIONS[St.STARTING]
+    def test_leases(self):
+        """Leases go IDLE -> BUSY -> IDLE, or STARTING -> BUSY for a cold instance (its first
+        invocation goes right behind init: `Instance.lease` refuses one not given its init)."""
+        assert TRANSITIONS[St.STARTING] == {St.IDLE, St.BUSY, St.DEAD}
         assert TRANSITIONS[St.IDLE] == {St.BUSY, St.DEAD}
         assert TRANSITIONS[St.BUSY] == {St.IDLE, St.DEAD}
 
@@ -119,6 +120,43 @@ class TestLifeCycle:
         with pytest.raises(InitFailed) as failed:
             await instance.start(init_timeout_s=5)
         assert failed.value.error["type"] == "AttributeError"
-        assert instance.state is St.STARTING  # whoever started it destroys it
+        assert instance.state is St.DEAD  # killed: nothing may run on it; whoever started it destroys it
         await instance.destroy()
         assert instance.state is St.DEAD
+
+
+class TestInvokeBehindInit:
+    """A cold instance is leased with its init in flight; its first invoke goes right behind init."""
+
+    async def test_an_invoke_sent_before_inits_answer_is_served(self, new_instance):
+        """begin() -> lease (STARTING -> BUSY) -> invoke: the invocation runs once the runtime is
+        ready, and its result is the invocation's."""
+        instance = await new_instance()
+        await instance.begin(init_timeout_s=5)
+        assert instance.init_pending and instance.state is St.STARTING
+        instance.lease()
+        outcome = await instance.invoke("inv1", b'{"return": 7, "print": "hi"}', cold=True, timeout_s=5)
+        assert outcome.status is InvocationStatus.SUCCEEDED and outcome.result == 7
+        assert outcome.logs == "hi"
+        assert instance.state is St.BUSY and not instance.init_pending and instance.invocations == 1
+        instance.end_lease()
+        instance.lease()
+        warm = await instance.invoke("inv2", b'{"return": 8}', cold=False, timeout_s=5)
+        assert warm.status is InvocationStatus.SUCCEEDED and warm.result == 8
+
+    async def test_an_init_failure_is_the_invocations_init_error(self, new_instance):
+        """The handler does not load: invoke raises InitFailed with the runtime's error (what the
+        invoker reports as the invocation's failure), nothing ran, and the instance is DEAD."""
+        instance = await new_instance(handler=BROKEN_HANDLER)
+        await instance.begin(init_timeout_s=5)
+        instance.lease()
+        with pytest.raises(InitFailed) as failed:
+            await instance.invoke("inv1", b'{"return": 7}', cold=True, timeout_s=5)
+        assert failed.value.error["type"] == "AttributeError"
+        assert instance.state is St.DEAD and instance.current_invocation is None and instance.invocations == 0
+
+    async def test_a_lease_needs_init_sent(self, new_instance):
+        """STARTING -> BUSY only once init went out (begin())."""
+        instance = await new_instance()
+        with pytest.raises(ForbiddenTransition):
+            instance.lease()

@@ -47,3 +47,34 @@ async def test_without_a_marker_take_returns_everything():
     capture.expect(MARKER, asyncio.get_running_loop().create_future())
     capture.feed(b"partial output\x00fra")
     assert capture.take() == "partial output\x00fra"
+
+
+INIT_MARKER = b"\x00frazil:fedcba9876543210\x00"
+
+
+async def test_markers_awaited_in_order_each_seal_their_text():
+    """A cold instance's init marker, then its first invocation's: take() gives both texts in order."""
+    capture = OutputCapture(1024)
+    loop = asyncio.get_running_loop()
+    init_seen, seen = loop.create_future(), loop.create_future()
+    capture.expect(INIT_MARKER, init_seen)
+    capture.expect(MARKER, seen)
+    feed_in_pieces(capture, b"loading\n" + INIT_MARKER + b"running\n" + MARKER + b"later\n", 5)
+    assert init_seen.done() and seen.done()
+    assert capture.take() == "loading\nrunning\n"
+    capture.expect(MARKER, loop.create_future())
+    capture.feed(MARKER)
+    assert capture.take() == "later\n"
+
+
+async def test_a_skipped_marker_is_settled_by_the_next():
+    """The runtime skipped the init marker (the pipe was empty): finding the invocation's
+    marker settles it too, and the text up to there is one piece."""
+    capture = OutputCapture(1024)
+    loop = asyncio.get_running_loop()
+    init_seen, seen = loop.create_future(), loop.create_future()
+    capture.expect(INIT_MARKER, init_seen)
+    capture.expect(MARKER, seen)
+    capture.feed(b"loading\nrunning\n" + MARKER)
+    assert init_seen.done() and seen.done()
+    assert capture.take() == "loading\nrunning\n"

@@ -65,6 +65,23 @@ class TestGuardedDecoder:
             frames += decoder.feed(data[i:i + piece])
         assert [(kind, json.loads(p)) for kind, p in frames] == [(m["type"], m) for m in messages]
 
+    def test_each_frame_is_judged_after_the_one_before_is_taken(self):
+        """frames() judges a frame's kind only once the frame before it was taken, so that one
+        may change the rules: a result may follow "ready" in the same read."""
+        accepted = {"ready"}
+
+        def limit_for(kind):
+            if kind not in accepted:
+                raise protocol.UnexpectedFrame(kind, "not now")
+            return self.LIMITS[kind]
+        decoder = protocol.GuardedDecoder(limit_for, self.LIMITS.largest)
+        data = protocol.encode({"type": "ready"}) + protocol.encode({"type": "result", "id": "x", "ok": True})
+        kinds = []
+        for kind, _ in decoder.frames(data):
+            kinds.append(kind)
+            accepted.add("result")  # what taking "ready" allows next
+        assert kinds == ["ready", "result"]
+
     def test_a_result_over_its_limit_is_refused_from_its_first_bytes(self):
         """66 MB announced: refused once the kind is known, with nothing of the body held."""
         decoder = self.decoder()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from frazil.runtimes import GENERIC_FLAG, NODE, PYTHON
-from frazil.sandbox.helper import enter
+from frazil.sandbox.helper import enter, launcher
 from frazil.sandbox.base import InstanceShape, SandboxSpec
 from frazil.sandbox.launcher_client import LauncherError
 from frazil.settings import Settings
@@ -84,6 +84,26 @@ class TestSpecialization:
             assert proc.stats["path"] == "prebuilt"
             weight_file = Path(proc.cgroup._cpu_dir()) / proc.cgroup.weight_file
             assert weight_file.read_bytes().strip() == proc.cgroup.weight_default
+        finally:
+            await proc.destroy()
+
+    async def test_the_launcher_serves_above_the_ordinary_priority_and_instances_run_at_it(
+            self, sandbox, spec_factory, code_factory):
+        """Every cold start waits for the launcher (mounts, go byte): it runs at SERVING_NICE; what
+        it makes - a pre-started Node runtime, an exec'd instance - and the zygote's children run at 0."""
+        shape = shape_of(sandbox.settings, runtime=NODE)
+        sandbox.keep_ready(shape, 1)
+        await sandbox.generics.settled(30)
+        assert os.getpriority(os.PRIO_PROCESS, sandbox.launcher.pid) == launcher.SERVING_NICE
+        generics = [p.pid for s in (shape, shape_of(sandbox.settings)) for p in sandbox.generics.ready(s)]
+        assert generics and all(os.getpriority(os.PRIO_PROCESS, pid) == 0 for pid in generics)
+        sandbox.keep_ready(shape, 0)
+        while sandbox.generics.take(shape) is not None:  # none ready: the next Node create execs one
+            pass
+        code = code_factory({"index.js": "exports.main = () => 1;\n"})
+        proc = await sandbox.create(spec_factory(runtime=NODE, code_dir=code))
+        try:
+            assert proc.stats["path"] == "exec" and os.getpriority(os.PRIO_PROCESS, proc.pid) == 0
         finally:
             await proc.destroy()
 

@@ -19,6 +19,7 @@ class StandIn:
     def __init__(self, *, running: bool, loop):
         self.id, self.version, self.proc = "i1", SimpleNamespace(function="f"), SimpleNamespace()
         self.current_invocation = "inv-1" if running else None
+        self.invocation_running = running
         self.sdk_token = "tok" if running else None
         self.deadline = time.monotonic() + 30 if running else None
         self.invocation_done = loop.create_future() if running else None

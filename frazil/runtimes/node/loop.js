@@ -248,6 +248,7 @@ class Runtime {
     this.nextCall = 1;
     this.pendingCalls = new Map(); // call id -> resolve
     this.initialized = false;
+    this.finished = false; // init failed: the runtime ends, and serves nothing sent behind init
   }
 
   send(buffer) {
@@ -314,6 +315,7 @@ class Runtime {
     } catch (err) {
       writeMarker(init.log_marker);
       // Like the Python loop: an instance whose init failed is finished.
+      this.finished = true;
       this.channel.end(protocol.encode({ type: protocol.INIT_ERROR, error: describeError(err) }), () => process.exit(0));
       return;
     }
@@ -323,8 +325,9 @@ class Runtime {
   }
 
   async invoke(request) {
+    if (this.finished) return; // sent right behind an init that failed: nothing runs
     const id = request.id;
-    const deadline = Number(request.deadline_ms) || Date.now();
+    const deadline = invocationDeadline(request);
     const meta = this.meta;
     const remaining = () => Math.max(0, Math.floor(deadline - Date.now()));
     const context = {
@@ -361,6 +364,15 @@ class Runtime {
   call(event, context) {
     return handlers.callHandler(this.handler, this.style, event, context); // a value or a promise
   }
+}
+
+/**
+ * When the invocation must end (epoch ms): its deadline_ms, or for an invoke sent right
+ * behind init, timeout_ms from now (its clock starts when it starts, after init).
+ */
+function invocationDeadline(request) {
+  if (request.timeout_ms !== undefined) return Date.now() + (Number(request.timeout_ms) || 0);
+  return Number(request.deadline_ms) || Date.now();
 }
 
 /** The function's environment, working folder and module paths, as its handler sees them. */

@@ -250,6 +250,14 @@ class Context:
                 f"version={self.version}, memory_mb={self.memory_mb}, cold={self.cold}, user={self.user!r})")
 
 
+def invocation_deadline_ms(request):
+    """When the invocation must end (epoch ms): its deadline_ms, or for an invoke sent right
+    behind init, timeout_ms from now (its clock starts when it starts, after init)."""
+    if "timeout_ms" in request:
+        return time.time() * 1000 + request["timeout_ms"]
+    return request["deadline_ms"]
+
+
 def prepare(init):
     """The function's environment, working folder and import path, as its handler sees them."""
     os.environ.update(init.get("env") or {})
@@ -288,6 +296,7 @@ class Runtime:
         self.arguments = handlers.call_style(self.handler)
 
     def invoke(self, request):
+        request["deadline_ms"] = invocation_deadline_ms(request)  # fixed now: what all below read
         context = Context(
             request["id"], self.meta.get("function"), self.meta.get("version"),
             self.meta.get("memory_mb"), request.get("cold", False), request["deadline_ms"], request.get("user"),

@@ -157,8 +157,8 @@ def launch(plan: Plan, prepared: Prepared, fds: ChildFds, *, exec_runtime: bool 
         step = "join cgroups"
         for fd in fds.cgroup_join:
             os.write(fd, b"0")
-        if os.getpriority(os.PRIO_PROCESS, 0) != 0:  # a zygote forking in the background
-            os.setpriority(os.PRIO_PROCESS, 0, 0)  # (still privileged: may raise it back)
+        if os.getpriority(os.PRIO_PROCESS, 0) != 0:  # a zygote forking in the background, the launcher
+            os.setpriority(os.PRIO_PROCESS, 0, 0)  # serving above 0 (still privileged: may raise it back)
 
         step = "new session"
         os.setsid()
