@@ -28,16 +28,12 @@ from pathlib import Path
 
 import httpx
 
-from frazil.settings import ENV_TOKEN, ENV_URL, ENV_VM_SLOWDOWN, Settings
+from frazil.settings import ENV_TOKEN, ENV_URL, Settings
 from frazil.testing.bundles import folder_files, zip_files
 from frazil.testing.processes import Session
-from frazil.testing.waiting import TimedOut, wait_until
+from frazil.testing.waiting import SLOWDOWN, TimedOut, wait_until
 
 HOST = "127.0.0.1"
-# How much slower than this machine the one running the tests is: the cgroup v2 VM
-# (scripts/vm/run.sh) emulates its CPUs, 10-40x slower. The waits for a start and the API
-# clients' default timeout are stretched by it; 1 elsewhere.
-SLOWDOWN = float(os.environ.get(ENV_VM_SLOWDOWN, "1"))
 # The timeout of a test's API call (httpx's own default, 5 s, is too short on a loaded machine:
 # a registration or a login hashes a password with argon2id, 64 MiB and 3 passes).
 HTTP_TIMEOUT_S = 60.0 * SLOWDOWN
@@ -136,7 +132,6 @@ class LocalServer:
     def start(self, timeout: float = 30.0) -> "LocalServer":
         """Launch the server and wait until /healthz answers 200 (`timeout` s, stretched by
         SLOWDOWN); on failure nothing of it is left running and `ServerFailed` says why."""
-        timeout *= SLOWDOWN
         with open(self.log_path, "ab") as log:
             popen = subprocess.Popen(
                 [*self.command, "server", "--port", str(self.port), "--data-dir", str(self.data_dir),
@@ -150,7 +145,7 @@ class LocalServer:
             wait_until(self._healthy, timeout, what=f"{self.what} to answer /healthz")
         except TimedOut:
             self._abandon()
-            raise ServerFailed(f"{self.what} did not answer /healthz within {timeout:g} s"
+            raise ServerFailed(f"{self.what} did not answer /healthz within {timeout * SLOWDOWN:g} s"
                                + self._log_tail(), self.log_path) from None
         except BaseException:
             self._abandon()

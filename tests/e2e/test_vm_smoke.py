@@ -13,7 +13,7 @@ import pytest
 from frazil.sandbox import cgroupfs, cgroups
 from frazil.sandbox.probe import discover
 from frazil.testing.hostile import FORK_STORM, fork_storm_was_bounded, function_running
-from frazil.testing.server import SLOWDOWN
+from frazil.testing.waiting import SLOWDOWN
 from tests.conftest import SANDBOX_PROBLEM, make_server
 
 pytestmark = pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=SANDBOX_PROBLEM or "")

@@ -29,6 +29,7 @@ from frazil.api.fastpath import FastPath
 from frazil.platform import Platform
 from frazil.settings import Settings
 from frazil.store.models import Access, FunctionVersion, VersionStatus
+from frazil.testing.waiting import SLOWDOWN
 from tests.inproc.fake_sandbox import FakeSandbox, fake_inspect_handler
 
 ADMIN_KEY = "test-admin-key"
@@ -122,6 +123,7 @@ class InProcess:
 async def eventually(predicate, timeout_s: float = 5.0, what: str = "the condition"):
     """Poll `predicate` (cheap, no I/O) until truthy, or fail after `timeout_s`: for what
     happens in a task the test cannot await (e.g. a destroy the pool started on its own)."""
+    timeout_s *= SLOWDOWN
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while not (value := predicate()):

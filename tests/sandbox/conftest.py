@@ -28,6 +28,7 @@ import pytest
 from frazil.runtimes import PYTHON, protocol
 from frazil.sandbox.base import InstanceShape, SandboxSpec, SandboxUnavailable
 from frazil.settings import Settings
+from frazil.testing.waiting import SLOWDOWN
 
 DISPATCH_HANDLER = '''
 def main(event, context):
@@ -67,8 +68,9 @@ class RuntimeClient:
         self.hello: dict | None = None
 
     async def recv(self, timeout: float = 10.0) -> dict | None:
-        """The next message, or None when the runtime closed the channel."""
-        deadline = self._loop.time() + timeout
+        """The next message, or None when the runtime closed the channel (`timeout` s, times
+        SLOWDOWN)."""
+        deadline = self._loop.time() + timeout * SLOWDOWN
         while not self._frames:
             remaining = deadline - self._loop.time()
             if remaining <= 0:
@@ -208,6 +210,7 @@ async def prime_layer(sandbox, spec: SandboxSpec, timeout_s: float = 60.0) -> No
     if sandbox.layer_ready.pool.ready_count(shape):
         return
     await (await sandbox.create(dataclasses.replace(spec, instance_id=f"t{secrets.token_hex(6)}"))).destroy()
+    timeout_s *= SLOWDOWN
     deadline = time.monotonic() + timeout_s
     while not sandbox.layer_ready.pool.ready_count(shape):
         assert time.monotonic() < deadline, f"no instance of layers {spec.layer_dirs} ready within {timeout_s:g} s"

@@ -197,5 +197,6 @@ class TestPoolFollowsDemand:
             await asyncio.sleep(0)
         assert len(built) == 5
         cold_start(pool, NODE_128)  # one taken: room for one more
-        await eventually(lambda: len(built) == 6, 10, what="a replacement within the budget")
+        await eventually(lambda: len(built) == 6 and pool.building_count() == 0, 10,
+                         what="a replacement within the budget, built")
         assert pool.ready_count() == 5
