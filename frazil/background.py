@@ -25,9 +25,26 @@ class BackgroundLoop:
     async def close(self) -> None:
         """Cancel the loop and wait until it has stopped (idempotent)."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None
+
+
+CANCEL_REPEAT_S = 0.5  # how long a cancelled task may run on before it is cancelled again
+
+
+async def cancel_and_wait(*tasks: asyncio.Task) -> None:
+    """Cancel `tasks` and wait until every one has ended, cancelling again any that runs on.
+    Why again: in Python 3.11 `asyncio.wait_for` swallows a cancellation that arrives just as
+    what it waits for completes (CPython gh-86296), and a loop around it then goes on as if
+    never cancelled (a registry watch fed every few ms was seen to outlive its close)."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_REPEAT_S)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: an error at its end is the task's own to have logged
 
 
 class FailureLog:

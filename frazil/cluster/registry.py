@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from nats.js.errors import BadRequestError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from frazil.background import FailureLog
+from frazil.background import FailureLog, cancel_and_wait
 from frazil.cluster.interfaces import NodeInfo, StatusReader
 from frazil.cluster.names import nodes_bucket
 from frazil.settings import Settings
@@ -227,10 +227,7 @@ class NatsRegistry:
                 log.exception("a registry listener failed")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._task, self._watching) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*(t for t in (self._task, self._watching) if t is not None))
         if self.kv is not None and self.nc.is_connected:
             try:
                 await self.kv.delete(self.me.id)

@@ -321,13 +321,13 @@ class TestRunningWork:
         frazil = await leased_platform()
         await frazil.deploy("late")
         pool = frazil.platform.pool
-        acquire = pool.acquire
+        lease = pool.lease
 
-        async def acquire_then_lapse(version):
-            got = await acquire(version)
+        async def lease_then_lapse(version):
+            got = await lease(version)
             frazil.platform.admission.slots(version.memory_mb).in_force_until = 0.0  # ran out meanwhile
             return got
-        monkeypatch.setattr(pool, "acquire", acquire_then_lapse)
+        monkeypatch.setattr(pool, "lease", lease_then_lapse)
         body = await frazil.invoke("late", {"return": "ran"}, expect=None)
         assert body["success"] is False
         assert body["error"]["message"].startswith("not started: this node lost its lease")
