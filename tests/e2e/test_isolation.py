@@ -15,6 +15,7 @@ import pytest
 
 from frazil.testing.waiting import wait_until
 from tests.conftest import SANDBOX_PROBLEM
+from tests.e2e.test_sandbox_cleanup import named_instance_cgroups
 
 pytestmark = pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=SANDBOX_PROBLEM or "")
 
@@ -110,7 +111,8 @@ def counter_moves_while_idle(cg) -> bool:
 def isolated(tmp_path_factory):
     from tests.conftest import make_server
 
-    srv = make_server(tmp_path_factory.mktemp("isolation") / "data", FRAZIL_SANDBOX="isolated")
+    srv = make_server(tmp_path_factory.mktemp("isolation") / "data", FRAZIL_SANDBOX="isolated",
+                      **named_instance_cgroups())
     srv.start()
     yield srv
     srv.close()
@@ -156,7 +158,8 @@ class TestIdleInstancesAreFrozen:
     def test_without_freezing_an_idle_instance_runs_on(self, server_factory):
         """FRAZIL_SANDBOX_FREEZE_IDLE=0: the same thread keeps counting between invocations
         (which is what the freezer is for, and shows the test above can see it)."""
-        srv = server_factory(FRAZIL_SANDBOX="isolated", FRAZIL_SANDBOX_FREEZE_IDLE="0")
+        srv = server_factory(FRAZIL_SANDBOX="isolated", FRAZIL_SANDBOX_FREEZE_IDLE="0",
+                             **named_instance_cgroups())
         srv.deploy("ticker", {"index.py": TICKER})
         body = srv.invoke("ticker")
         assert body["success"], body

@@ -150,10 +150,11 @@ class TestSpecialization:
         finally:
             os.close(not_a_tree)
         assert (await client.recv())["type"] == "hello"
-        await client.send({"type": "init", "handler": "index.main", "code_dir": "/code", "layer_dirs": [], "env": {}})
         try:
+            await client.send({"type": "init", "handler": "index.main", "code_dir": "/code", "layer_dirs": [],
+                               "env": {}})
             reply = await client.recv()
-        except ConnectionResetError:  # killed with "init" unread
+        except (BrokenPipeError, ConnectionResetError):  # killed before "init" was sent, or with it unread
             reply = None
         assert reply is None  # no "ready": the runtime ended without its code
         info = await proc.wait()  # killed by the platform, or ended by the go pipe's EOF first
