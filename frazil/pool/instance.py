@@ -204,6 +204,7 @@ class Instance:
         self._init: asyncio.Task | None = None
         self._init_timeout_s = 0.0
         self._said_ready = False  # the runtime's "ready" was read: it is past init
+        self._timeout_from_ready_s: float | None = None  # the timeout of an invocation sent behind init
         self.stats: dict[str, float] = {}  # create_ms, destroy_ms
 
     @property
@@ -424,9 +425,10 @@ class Instance:
         self.current_invocation = invocation_id
         self.sdk_token = secrets.token_urlsafe(18)
         # Set before the frame goes out: the runtime may call the SDK as soon as it has it. Behind
-        # init, the deadline is moved to its true place once init is answered (calls started
-        # before then - in the same read as "ready" - are bound by this later one, and by the end).
+        # init, the runtime cannot start it (nor call) before "ready": the deadline is put in its
+        # true place as "ready" is read (`_on_frame`), before any frame behind it in the same read.
         self.deadline = time.monotonic() + timeout_s + (self._init_timeout_s if behind_init else 0.0)
+        self._timeout_from_ready_s = timeout_s if behind_init else None
         calls = self._calls = InvocationCalls(self.deadline, self._reply)
         done = self.invocation_done = self._loop.create_future()
         marker = self._new_marker()
@@ -454,7 +456,6 @@ class Instance:
                 await calls.end()
                 self._calls = None
                 raise
-            self.deadline = calls.deadline = time.monotonic() + timeout_s
         started = time.perf_counter()
         self.invocations += 1
         timer = self._loop.call_later(timeout_s, _expire, waiting)
@@ -493,6 +494,7 @@ class Instance:
         done.set_result(None)
         self.current_invocation = None
         self.deadline = None
+        self._timeout_from_ready_s = None
 
     def _outcome(self, reply: dict) -> InvokeOutcome:
         if reply.get("ok") is True:
@@ -573,6 +575,11 @@ class Instance:
             self._end_token()
         if kind == protocol.READY:
             self._said_ready = True
+            if self._timeout_from_ready_s is not None:  # an invocation sent behind init starts now
+                self.deadline = time.monotonic() + self._timeout_from_ready_s
+                if self._calls is not None:
+                    self._calls.deadline = self.deadline
+                self._timeout_from_ready_s = None
         waiting, _ = self._waits.popleft()  # the head (`_awaits` made it so)
         waiting.set_result(message)
 
