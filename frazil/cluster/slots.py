@@ -247,11 +247,10 @@ class LeasedTierSlots(TierSlots):
         A caller that will not wait for a slot to free (`timeout_s` 0: a gateway asking this
         invoker before the next, frazil.cluster.router) is refused only when the cluster has no
         free slot: while the last lease transaction left some free and no other node waits for
-        slots, finding none leased here
-        means this node's block is too small, not that the tier is full, so the caller waits
-        in line while the lease grows into them (a transaction), and is refused once a lease
-        finds none left. Refused at once instead, it would go to another invoker, most often
-        as a cold start there, while this one holds its version warm."""
+        slots, finding none leased here means this node's block is too small, not that the tier
+        is full, so the caller waits in line while the lease grows into them (a transaction),
+        and is refused once a lease finds none left. Refused at once instead, it would go to
+        another invoker, most often as a cold start there, while this one holds its version warm."""
         if timeout_s <= 0 and self._free > 0 and not self._others_want and self.unreachable is None:
             timeout_s = HUNG_LEASE_S  # the longest a lease transaction may take, not a slot's wait
             took = await self._take_as_lease_grows()
