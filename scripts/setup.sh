@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(imagemagick ghostscript fontconfig fonts-dejavu-core fonts-liberation fonts-wqy-zenhei)
-# The tests also drive the web console in a real browser.
-[ "${1:-}" = "test" ] && DEB_PACKAGES+=(chromium)
+# The tests also drive the web console in a real browser, and the benchmarks' smoke runs load
+# a server with wrk.
+[ "${1:-}" = "test" ] && DEB_PACKAGES+=(chromium wrk)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
