@@ -114,7 +114,12 @@ class Settings(BaseSettings):
     server_header_timeout_s: float = Field(
         10.0, gt=0, description="seconds a client has to send a request's headers (from connecting, or from "
                                 "the first byte of a later request); then 408 and the connection is closed")
-    server_keep_alive_s: float = Field(5.0, gt=0, description="seconds an idle keep-alive connection stays open")
+    # Longer than the idle expiry of the usual clients and load balancers in front (httpx 5 s, an
+    # AWS load balancer 60 s): a client that would reuse a connection the server is closing at
+    # that same moment sees "server disconnected without a response" (CI caught httpx at 5 s).
+    server_keep_alive_s: float = Field(75.0, gt=0, description="seconds an idle keep-alive connection stays open "
+                                                               "(keep it above the idle timeout of clients and "
+                                                               "load balancers in front)")
     server_max_connections: int = Field(
         2000, ge=1, description="open client connections at once (at most half the open-files limit); a "
                                 "further one gets 503 and is closed")
