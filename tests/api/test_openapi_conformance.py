@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.reliability.conftest import backend_server, private_database  # noqa: F401 - fixtures
 
