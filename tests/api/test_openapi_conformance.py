@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from tests.reliability.conftest import backend_server, private_database  # noqa: F401 - fixtures
 
 # Checks that hold for every operation. Left out: positive_data_acceptance (a schema cannot say
