@@ -1,8 +1,11 @@
 """The database engine: SQLite (WAL) under the data dir by default, PostgreSQL in a cluster."""
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from frazil.settings import Settings
@@ -15,12 +18,23 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     # NORMAL is durable across a process crash in WAL mode (only power loss can lose the tail).
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _use_wal(path: str) -> None:
+    """Put the SQLite file at `path` in WAL mode (it stays so: the mode is in its header) before
+    any pooled connection opens it. Switched by each connection as it opened, a new file had
+    connections that opened before the switch lock it the rollback-journal way, which WAL's
+    locks do not see: engines migrating one new file at once both got in ("table functions
+    already exists") or were refused ("database is locked")."""
+    if not path or path == ":memory:":
+        return
+    with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
 async def open_engine(settings: Settings) -> AsyncEngine:
@@ -37,6 +51,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         if settings.database_url is None:
             # Created 0600 before SQLite opens it: its -wal and -shm files take the same mode.
             prepare_sqlite_file(settings.sqlite_path)
+        _use_wal(make_url(url).database)
         engine = create_async_engine(url, pool_size=4, max_overflow=4)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:

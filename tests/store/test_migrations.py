@@ -60,6 +60,23 @@ async def load_release_fixture(url: str, backend: str) -> dict:
     return json.loads((FIXTURE / f"expected.{backend}.json").read_text())
 
 
+async def test_engines_on_a_new_data_dir_migrate_once(tmp_path):
+    """The default SQLite file (made empty in the data dir before SQLite opens it) upgraded by
+    several engines at once: all succeed, one stamp. Fails when each connection switches the
+    file to WAL as it opens (most rounds: "database is locked", or two upgrades at once)."""
+    for n in range(20):
+        settings = Settings(data_dir=tmp_path / f"data-{n}")
+        engines = [make_engine(settings) for _ in range(3)]
+        try:
+            await asyncio.gather(*(migrate.upgrade(e) for e in engines))
+            async with engines[0].connect() as conn:
+                stamps = (await conn.execute(text(f"SELECT count(*) FROM {migrate.VERSION_TABLE}"))).scalar_one()
+            assert stamps == 1
+        finally:
+            for e in engines:
+                await e.dispose()
+
+
 class TestMigrations:
     async def test_empty_database_gets_the_whole_schema(self, database_url_factory, tmp_path):
         """An empty database is migrated to the head revision, and the result is exactly the metadata."""
