@@ -65,16 +65,20 @@ async def test_engines_on_a_new_data_dir_migrate_once(tmp_path):
     several engines at once: all succeed, one stamp. Fails when each connection switches the
     file to WAL as it opens (most rounds: "database is locked", or two upgrades at once)."""
     for n in range(20):
-        settings = Settings(data_dir=tmp_path / f"data-{n}")
-        engines = [make_engine(settings) for _ in range(3)]
-        try:
-            await asyncio.gather(*(migrate.upgrade(e) for e in engines))
-            async with engines[0].connect() as conn:
-                stamps = (await conn.execute(text(f"SELECT count(*) FROM {migrate.VERSION_TABLE}"))).scalar_one()
-            assert stamps == 1
-        finally:
-            for e in engines:
-                await e.dispose()
+        assert await upgrade_together(Settings(data_dir=tmp_path / f"data-{n}")) == (migrate.head_revision(), 1)
+
+
+async def upgrade_together(settings: Settings, engines: int = 3) -> tuple[str | None, int]:
+    """Upgrade one database through `engines` engines at once: its revision and version stamps."""
+    made = [make_engine(settings) for _ in range(engines)]
+    try:
+        await asyncio.gather(*(migrate.upgrade(e) for e in made))
+        async with made[0].connect() as conn:
+            stamps = (await conn.execute(text(f"SELECT count(*) FROM {migrate.VERSION_TABLE}"))).scalar_one()
+        return await revision(made[0]), stamps
+    finally:
+        for e in made:
+            await e.dispose()
 
 
 class TestMigrations:
@@ -155,13 +159,4 @@ class TestMigrations:
     async def test_nodes_starting_together_migrate_once(self, database_url_factory, tmp_path):
         """Several engines upgrading one empty database at once all succeed (the lock queues them)."""
         settings = settings_for(await database_url_factory(), tmp_path)
-        engines = [make_engine(settings) for _ in range(3)]
-        try:
-            await asyncio.gather(*(migrate.upgrade(e) for e in engines))
-            assert await revision(engines[0]) == migrate.head_revision()
-            async with engines[0].connect() as conn:
-                stamps = (await conn.execute(text(f"SELECT count(*) FROM {migrate.VERSION_TABLE}"))).scalar_one()
-            assert stamps == 1
-        finally:
-            for e in engines:
-                await e.dispose()
+        assert await upgrade_together(settings) == (migrate.head_revision(), 1)
