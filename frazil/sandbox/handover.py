@@ -13,8 +13,8 @@ A zygote child may also be given its layers first (`give_layers`: it imports the
 see layer_ready.py) and, once taken, its code alone (`take_ready` with ATTACH_CODE).
 Error policy: an instance that could not be given its code is killed or destroyed, never
 handed over; a failure known before create() returns raises SandboxError (the caller then
-makes an instance another way), one known later kills the instance (its caller sees it die
-at init).
+makes an instance another way), one answered later kills the instance (its caller sees it
+die at init); a launcher that dies before answering leaves it to its go pipe (`_specialized`).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from frazil.sandbox.base import InstanceShape, SandboxError
 from frazil.sandbox.helper.enter import readonly_tree
 from frazil.sandbox.helper.specialize import ATTACH_ALL, ATTACH_LAYERS
 from frazil.sandbox.instance import IsolatedProcess
-from frazil.sandbox.launcher_client import LauncherClient, LauncherError
+from frazil.sandbox.launcher_client import LauncherClient, LauncherError, LauncherGone
 from frazil.sandbox.prebuilt import GenericPool
 from frazil.sandbox.supervisor import LauncherSupervisor
 
@@ -163,9 +163,18 @@ def _request(proc: IsolatedProcess, trees: list[int], go: bool = False, attach: 
 
 
 def _specialized(reply: asyncio.Future, proc: IsolatedProcess, started: float) -> None:
+    """The launcher's answer to `send_code`. An instance with a go pipe runs from the go byte
+    on, which the launcher writes last, before its answer: when the launcher died without
+    answering, the instance either has its code and runs (it must not be killed: its first
+    invocation may already be under way) or never got the byte and ends by itself on the
+    pipe's EOF (no other process holds its write end). Only an answered failure or a
+    launcher that stopped answering kills it."""
     error = "cancelled" if reply.cancelled() else reply.exception()
     if error is None:
         _note_specialized(proc, started, reply.result())
+    elif isinstance(error, LauncherGone):
+        log.info("the launcher exited before confirming instance %s's code: it runs if it got "
+                 "its go byte, else it exits on the go pipe's end", proc.instance_id)
     else:
         log.warning("instance %s could not be given its code, killed: %s", proc.instance_id, error)
         proc.kill()

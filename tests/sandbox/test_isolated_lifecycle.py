@@ -17,6 +17,8 @@ import pytest
 
 from frazil.sandbox.base import SandboxError
 from frazil.sandbox.cgroups import Limits
+from frazil.sandbox.handover import _specialized
+from frazil.sandbox.launcher_client import LauncherError, LauncherGone
 from frazil.settings import Settings
 from tests.conftest import alive, host_mounts_mentioning
 
@@ -102,11 +104,8 @@ class TestDestroy:
 class TestLauncher:
     async def test_a_dead_launcher_is_replaced_and_instances_live_on(self, instance, sandbox):
         client = await instance()
-        # A taken pre-built instance runs as soon as the launcher has written its go byte; the
-        # launcher's confirmation comes after, and a launcher killed before sending it takes the
-        # instance with it (frazil.sandbox.handover: noted, left). Kill it once it has confirmed.
-        await poll(lambda: client.proc.stats["path"] in ("exec", "zygote") or "specialize_ms" in client.proc.stats,
-                   5, "the launcher to confirm the hand-over")
+        # Started, a pre-built instance has had its go byte; the launcher's confirmation may
+        # still be on its way, and the kill may land before it: the instance must live on.
         old = sandbox.launcher.pid
         os.kill(old, signal.SIGKILL)
         # None: a refill of the pre-built pool noticed first and is starting a new launcher
@@ -116,6 +115,21 @@ class TestLauncher:
         assert sandbox.launcher.pid != old and not alive(old)
         assert await client.run("result = 'first'") == "first"
         assert await second.run("result = 'second'") == "second"
+
+    async def test_a_launcher_dying_before_its_confirmation_leaves_the_instance(self, instance, creation):
+        """The rule `send_code`'s answer follows (`handover._specialized`): the launcher gone
+        without an answer leaves a started instance running; an answered failure kills it."""
+        if creation != "prebuilt":
+            pytest.skip("only a pre-built instance is handed over without waiting for the answer")
+        loop = asyncio.get_running_loop()
+        survivor, victim = await instance(), await instance()
+        for client, error in ((survivor, LauncherGone("the sandbox launcher exited")),
+                              (victim, LauncherError("MountError: refused"))):
+            answer = loop.create_future()
+            answer.set_exception(error)
+            _specialized(answer, client.proc, time.perf_counter())
+        assert await survivor.run("result = 'alive'") == "alive"
+        await poll(lambda: victim.proc.exited or not alive(victim.proc.pid), 5, "the refused instance to be killed")
 
     async def test_instances_are_children_of_the_platform(self, instance):
         client = await instance()
