@@ -6,8 +6,9 @@ messages, frazil.cluster.invoker_service for the other side):
 1. the live invokers come from the node registry, read again whenever it changes (it is
    watched: a join or a clean leave is seen at once) and every `REFRESH_S` (so an invoker
    that died drops out within the registry's TTL and one refresh);
-2. they are ranked for the version: idle warm instance first, then rendezvous
-   (frazil.cluster.placement);
+2. they are ranked for the version: idle warm instance first, then rendezvous, then those
+   holding more than their share of this gateway's calls in flight behind the others
+   (frazil.cluster.placement, `order` and `bounded`);
 3. each is asked in turn not to wait for a tier slot to free (`slot_wait_s` 0; an invoker
    whose own leased slots are all taken while the cluster has free ones leases more and runs
    the call: frazil.cluster.slots). One that refuses (full) or that nobody answers for (NATS
@@ -117,6 +118,8 @@ class NatsRouter(BackgroundLoop):
         # A reply is a result (bounded by the instance) with its logs (bounded) and a small head.
         self.assembler = wire.Assembler(settings.max_payload_bytes + settings.log_cap_bytes + (1 << 20))
         self._calls: dict[str, _Call] = {}
+        self._in_flight: dict[str, int] = {}  # invoker id -> this gateway's asks awaiting its answer
+        self._in_flight_total = 0
         self._tokens = itertools.count(1)
         self._inbox = ""
         self._sub = None
@@ -174,7 +177,7 @@ class NatsRouter(BackgroundLoop):
         window = self.settings.sync_retry_s if slot_wait_s is None else min(slot_wait_s, self.settings.sync_retry_s)
         deadline = time.monotonic() + window
         while True:
-            candidates = await self._candidates(version, deadline)
+            candidates = self._balanced(await self._candidates(version, deadline))
             refusal = None
             for node in candidates:
                 answer = await self._ask(node, version, event_json, record, timeout_s=timeout_s, slot_wait_s=0.0)
@@ -221,6 +224,15 @@ class NatsRouter(BackgroundLoop):
             if not self.directory.order(version.key):
                 await asyncio.sleep(min(EMPTY_RETRY_S, max(0.0, deadline - time.monotonic())))
 
+    def _balanced(self, candidates: list[NodeInfo]) -> list[NodeInfo]:
+        """`candidates` with those over their bound of calls in flight moved last."""
+        ids = [node.id for node in candidates]
+        balanced = placement.bounded(ids, self._in_flight, self._in_flight_total)
+        if balanced is ids:
+            return candidates
+        by_id = {node.id: node for node in candidates}
+        return [by_id[i] for i in balanced]
+
     @staticmethod
     def _finish(record: InvocationRecord, answer: wire.Answer) -> None:
         if answer.kind is wire.Reply.FAILED:
@@ -243,6 +255,8 @@ class NatsRouter(BackgroundLoop):
         # each call's wait.
         timer = loop.call_later(wait_s, self._fail, call, f"invoker {node.id} did not answer within {wait_s:g} s; "
                                 f"invocation {record.id} may have run: see its record")
+        self._in_flight[node.id] = self._in_flight.get(node.id, 0) + 1
+        self._in_flight_total += 1
         try:
             data = wire.encode_request(version, record, event_json, timeout_s=timeout_s, slot_wait_s=slot_wait_s)
             await wire.send(self.nc, _subject(self.settings.cluster, node.id), data, reply, reply)
@@ -261,6 +275,11 @@ class NatsRouter(BackgroundLoop):
         finally:
             timer.cancel()
             del self._calls[token]
+            self._in_flight_total -= 1
+            if self._in_flight[node.id] == 1:
+                del self._in_flight[node.id]  # no entry kept for an invoker long gone
+            else:
+                self._in_flight[node.id] -= 1
         try:
             answer = wire.decode_reply(whole)
         except wire.WireError as exc:

@@ -2,6 +2,7 @@
 invokers in frazil.cluster.router.Directory): in-process, no services."""
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 
@@ -46,6 +47,39 @@ class TestRendezvous:
 
     def test_versions_of_one_function_are_placed_independently(self):
         assert len({placement.rendezvous(NODES, ("fn", n))[0] for n in range(1, 40)}) > 1
+
+
+class TestBoundedLoad:
+    ORDER = ["a", "b", "c"]
+
+    def test_below_the_floor_nothing_moves(self):
+        load = {"a": placement.LOAD_FLOOR - 1}
+        assert placement.bounded(self.ORDER, load, placement.LOAD_FLOOR - 1) is self.ORDER
+
+    def test_an_invoker_at_its_bound_goes_behind_the_others_in_their_order(self):
+        # 12 in flight over 3: the bound is 1.25 x 13 / 3 -> 6
+        assert placement.bounded(self.ORDER, {"a": 6, "b": 5, "c": 1}, 12) == ["b", "c", "a"]
+        assert placement.bounded(self.ORDER, {"a": 5, "b": 6, "c": 1}, 12) == ["a", "c", "b"]
+        assert placement.bounded(self.ORDER, {"a": 5, "b": 5, "c": 2}, 12) == self.ORDER
+
+    def test_the_bound_is_never_below_the_floor(self):
+        floor = placement.LOAD_FLOOR
+        assert placement.bounded(["a", "b"] + [f"x{i}" for i in range(8)], {"a": floor - 1}, floor)[0] == "a"
+        assert placement.bounded(["a", "b"], {"a": floor}, floor)[0] == "b"
+
+    def test_a_hot_version_spreads_over_every_invoker(self):
+        """Calls of one version placed one after the other, none ending: the first ones stay
+        where the version is warm, every invoker gets some, none more than its bound (the
+        bound caps the busiest; the others fill in rendezvous order)."""
+        load: Counter = Counter()
+        placed = []
+        for total in range(30):
+            first = placement.bounded(self.ORDER, load, total)[0]
+            load[first] += 1
+            placed.append(first)
+        assert placed[:placement.LOAD_FLOOR] == ["a"] * placement.LOAD_FLOOR
+        assert set(load) == set(self.ORDER)
+        assert max(load.values()) <= math.ceil(placement.LOAD_FACTOR * 30 / 3), load
 
 
 class TestWarmFirst:

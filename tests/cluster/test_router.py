@@ -19,6 +19,7 @@ from frazil.settings import Role, Settings
 from frazil.store.models import FunctionVersion, InvocationStatus
 from tests.cluster.conftest import NATS_URL
 from tests.cluster.test_wire import VERSION, new_record
+from tests.inproc.harness import eventually
 
 
 class StandIn:
@@ -127,6 +128,21 @@ class TestRouting:
         with pytest.raises(TooManyRequests, match="full on a"):
             await call(router, version=named_for("a", "b"))
         assert a.calls[0] == 0.0 and 0 < a.calls[1] <= 0.3 and b.calls == [0.0]
+
+    async def test_calls_beyond_an_invokers_bound_in_flight_go_to_the_next(self, cluster):
+        """A version warm on a, calls that do not end: the first LOAD_FLOOR stay on a, the
+        ones beyond a's bound go to b, and once a's calls end the next goes to a again."""
+        a, b = StandIn("a", "hang"), StandIn("b", "hang")
+        version = named_for("b", "a")
+        router = await cluster([a, b], listed=[info("a", warm=[version.key]), info("b")])
+        pending = [asyncio.ensure_future(call(router, version=version)) for _ in range(placement.LOAD_FLOOR + 2)]
+        await eventually(lambda: len(a.calls) + len(b.calls) == len(pending), 10, "every call to start")
+        assert (len(a.calls), len(b.calls)) == (placement.LOAD_FLOOR, 2)  # a's bound: 1.25 x 6 / 2 -> 4
+        a.release.set()
+        b.release.set()
+        assert {record.node for record in await asyncio.gather(*pending)} == {"a", "b"}
+        a.mode = b.mode = "ok"
+        assert (await call(router, version=version)).node == "a"
 
     async def test_an_invoker_nobody_listens_for_is_skipped_and_set_aside(self, cluster):
         b = StandIn("b")

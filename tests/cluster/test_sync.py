@@ -120,10 +120,11 @@ class TestRouting:
         assert timed_out["success"] is False and timed_out["error"]["type"] == "Timeout"
 
     def test_a_burst_beyond_an_invokers_leased_slots_stays_on_it(self, node_factory, postgres_url, nats_cluster):
-        """Six calls at once of a version invoker A holds warm, A's leased block of tier slots
-        smaller than that (a block of one) and the tier's room large: A's lease grows to hold
-        them all. None is refused and sent to B to start cold there (issue 12: the router's
-        refusals made cluster throughput grow far less than the invokers)."""
+        """As many calls at once of a version invoker A holds warm as the router lets stay
+        on one invoker (`placement.LOAD_FLOOR`), A's leased block of tier slots smaller than
+        that (a block of one) and the tier's room large: A's lease grows to hold them all.
+        None is refused and sent to B to start cold there (issue 12: the router's refusals
+        made cluster throughput grow far less than the invokers)."""
         env = cluster_env(postgres_url, nats_cluster, **{Settings.env_name("slot_block"): 1})
         gateway, *invokers = started(node_factory, [(env, "gateway"), (env, "invoker"), (env, "invoker")])
         ids = [node_id(srv) for srv in invokers]
@@ -131,8 +132,9 @@ class TestRouting:
         name = name_ranked_first(ids[0], ids[1:], "burst")
         gateway.deploy(name, echo(1))
         assert stored(gateway, gateway.invoke(name)["invocation_id"])["node"] == ids[0]
-        with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda _: gateway.invoke(name, {"sleep": 1}), range(6)))
+        burst = placement.LOAD_FLOOR
+        with ThreadPoolExecutor(burst) as pool:
+            answers = list(pool.map(lambda _: gateway.invoke(name, {"sleep": 1}), range(burst)))
         assert all(answer["success"] for answer in answers), answers
         assert {stored(gateway, answer["invocation_id"])["node"] for answer in answers} == {ids[0]}
         metrics = gateway.metrics()
