@@ -19,7 +19,7 @@ from pathlib import Path
 
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 CPUACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")  # where frazil's instance scopes count their CPU time
-PERIOD_US = 100_000
+PERIOD_US = 20_000
 
 
 def available() -> str | None:
