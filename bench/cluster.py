@@ -267,14 +267,14 @@ def cold_starts(cluster: Cluster) -> float:
 
 
 def warm_up(cluster: Cluster, paths: list[str], connections: int, seconds: int) -> None:
-    """Load until the invokers hold what the load needs: `seconds` of it, then WARM_UP_MORE_S more
-    at a time until one passes without a cold start (at most WARM_UP_ROUNDS times). A version's
+    """Load until the invokers hold what the load needs: `seconds` of it, then as much again (at
+    most WARM_UP_MORE_S) until a round passes without a cold start (at most WARM_UP_ROUNDS). A version's
     instances grow to the most of its calls that ever ran at once, which keeps growing for a
     while; a round measured before would count those cold starts."""
     wrk_all(cluster.gateways, paths, connections, seconds)
     for _ in range(WARM_UP_ROUNDS):
         before = cold_starts(cluster)
-        wrk_all(cluster.gateways, paths, connections, WARM_UP_MORE_S)
+        wrk_all(cluster.gateways, paths, connections, min(seconds, WARM_UP_MORE_S))
         if cold_starts(cluster) == before:
             return
 

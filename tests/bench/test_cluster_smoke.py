@@ -48,7 +48,8 @@ def test_a_short_cluster_run_measures_every_phase_and_cleans_up(tmp_path):
     out = tmp_path / "cluster.json"
     done = subprocess.run([sys.executable, "-m", "bench.cluster", "-n", "20", "--warmup", "5", "--cold", "2",
                            "--invokers", "2", "--gateways", "1", "--functions", "2", "--connections", "2",
-                           "--duration", "1", "--warmup-s", "1", "--quiet-wait", "0", "--sandbox", TEST_SANDBOX,
+                           "--duration", "1", "--rounds", "1", "--warmup-s", "1", "--quiet-wait", "0",
+                           "--sandbox", TEST_SANDBOX,
                            "--json", str(out)],
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0 and out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
@@ -56,7 +57,7 @@ def test_a_short_cluster_run_measures_every_phase_and_cleans_up(tmp_path):
     assert data["warm"]["embedded"]["n"] == data["warm"]["cluster"]["n"] == 20
     assert [len(data["cold"][mode]["latency_ms"]) for mode in ("embedded", "cluster")] == [2, 2]
     steps = data["throughput"]
-    assert [s["invokers"] for s in steps] == [1, 2]
+    assert [(s["invokers"], s["connections"]) for s in steps] == [(1, 2), (2, 4)]  # the load grows with N
     assert all(s["requests"] > 0 and s["non_2xx"] == 0 for s in steps), steps
     if cpushare.available() is None:
         assert [len(s["throttled_share"]) for s in steps] == [1, 2]
