@@ -42,7 +42,7 @@ import math
 
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from frazil.cluster.names import async_consumer, async_stream, async_subject
 from frazil.cluster.nats import shown
@@ -84,21 +84,39 @@ def ack_wait_s(settings: Settings) -> float:
 
 async def ensure_stream(nc: Client, settings: Settings) -> None:
     """Make the cluster's stream and consumer, or bring their settings up to this node's
-    (every node does this at start; it is idempotent)."""
+    (every node does this at start; it is idempotent).
+
+    A consumer made by an earlier release with another subject filter (one subject for all
+    invocations, before the subject per invocation) is made anew rather than updated: nats-server
+    2.9 accepts the new filter and then delivers nothing. The earlier release's messages are
+    purged; their records are still `queued`, so the republisher gives each one a message
+    (once the old publish's id has left the DEDUP_WINDOW_S: a one-time wait of at most two
+    minutes at the upgrade). Upgrade every node of a cluster, not some: a node of the earlier
+    release would keep pulling with the filter it knows."""
     js = nc.jetstream()
-    stream = StreamConfig(name=async_stream(settings.cluster), subjects=[async_subject(settings.cluster)],
-                          retention=RetentionPolicy.WORK_QUEUE, storage=StorageType.FILE,
-                          duplicate_window=DEDUP_WINDOW_S)
+    name, durable, subject = async_stream(settings.cluster), async_consumer(settings.cluster), async_subject(settings.cluster)
+    stream = StreamConfig(name=name, subjects=[subject], retention=RetentionPolicy.WORK_QUEUE,
+                          storage=StorageType.FILE, duplicate_window=DEDUP_WINDOW_S)
     try:
         await js.add_stream(stream)
     except BadRequestError:  # there with other settings (another release): bring them up to ours
         await js.update_stream(stream)
+    try:
+        earlier = (await js.consumer_info(name, durable)).config.filter_subject
+    except NotFoundError:
+        earlier = subject
+    if earlier != subject:
+        log.warning("the async queue's consumer filters %r (an earlier release's): made anew for %r, and the "
+                    "earlier messages purged (their queued records get new ones from the republisher)",
+                    earlier, subject)
+        await js.delete_consumer(name, durable)
+        if earlier:  # (an empty filter: the consumer took every subject, all of them ours now)
+            await js.purge_stream(name, subject=earlier)
     # max_ack_pending -1: messages handed back with a delay stay pending at the server; a cap
     # would let delayed invocations block the queue. Each invoker bounds what it holds itself.
-    await js.add_consumer(async_stream(settings.cluster), ConsumerConfig(
-        durable_name=async_consumer(settings.cluster), ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=ack_wait_s(settings), max_deliver=max_deliveries(settings), max_ack_pending=-1,
-        filter_subject=async_subject(settings.cluster)))
+    await js.add_consumer(name, ConsumerConfig(
+        durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait_s(settings),
+        max_deliver=max_deliveries(settings), max_ack_pending=-1, filter_subject=subject))
 
 
 class JetStreamQueue:

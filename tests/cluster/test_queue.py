@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 from sqlalchemy import text
 
-from frazil.cluster.names import REPUBLISH_LOCK_KEY, async_stream
+from frazil.cluster.names import REPUBLISH_LOCK_KEY, async_consumer, async_stream, async_subject
 from frazil.cluster.nats import connect
 from frazil.cluster.queue import JetStreamQueue, ensure_stream
 from frazil.cluster.republisher import REPUBLISH_AFTER_S, Republisher
@@ -131,3 +132,42 @@ class TestCommitted:
         assert await republisher.pass_once() == 1  # `lost`
         assert await republisher.pass_once() == 0
         assert await stream_messages(queue) == 2
+
+
+class TestUpgrade:
+    async def test_an_earlier_releases_consumer_is_made_anew_and_its_queued_records_get_messages(
+            self, tmp_path, postgres_url, private_nats):
+        """The release before the subject per invocation published every id on one subject and
+        filtered its consumer on it; nats-server 2.9 takes a changed filter in place and then
+        delivers nothing. Started on that layout, a node makes the consumer anew, purges the
+        old messages, and the republisher gives their queued records messages the consumer
+        delivers."""
+        settings = cluster_settings(tmp_path, postgres_url, "upgrade", nats_url=private_nats.url)
+        engine = await open_engine(settings)
+        nc = await connect(settings)
+        js = nc.jetstream()
+        name, durable, earlier = (async_stream(settings.cluster), async_consumer(settings.cluster),
+                                  f"frazil.{settings.cluster}.async")
+        try:
+            await js.add_stream(StreamConfig(name=name, subjects=[earlier], retention=RetentionPolicy.WORK_QUEUE))
+            await js.add_consumer(name, ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
+                                                       filter_subject=earlier))
+            queue = JetStreamQueue(nc, settings, InvocationStore(engine))
+            record = queued(age_s=REPUBLISH_AFTER_S + 60)
+            await queue.store.insert_many([record])
+            # (without the earlier release's Nats-Msg-Id: its dedup window would hold the new
+            # message back for two minutes, the one-time wait ensure_stream documents)
+            await js.publish(earlier, record.id.encode())
+
+            await ensure_stream(nc, settings)
+            assert (await js.consumer_info(name, durable)).config.filter_subject == async_subject(settings.cluster)
+            assert await stream_messages(queue) == 0
+            await republished_until(queue, 1)
+            pulled = await js.pull_subscribe(async_subject(settings.cluster), durable=durable, stream=name)
+            [message] = await pulled.fetch(1, timeout=10)
+            assert message.data == record.id.encode()
+            await ensure_stream(nc, settings)  # the next node's start changes nothing
+            assert await stream_messages(queue) == 1
+        finally:
+            await nc.close()
+            await engine.dispose()
