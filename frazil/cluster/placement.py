@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 VersionKey = tuple[str, int]
+T = TypeVar("T")
 
 LOAD_FACTOR = 1.25  # an invoker may hold this times the average of a gateway's calls in flight
 LOAD_FLOOR = 4  # ... and always this many: bursts of a few calls stay where they are warm
@@ -79,15 +81,15 @@ def resident_share(node_ids: Collection[str], key: VersionKey, count: int, node:
     return base + (1 if ranked.index(node) < extra else 0)
 
 
-def bounded(ranked: Sequence[str], load: Mapping[str, int], total: int) -> Sequence[str]:
-    """`ranked` (an `order`), with the invokers that hold their bound of calls in flight or
-    more moved behind the others, each group in its order. `load`: calls in flight per
-    invoker, `total` their sum; the bound counts the call being placed. Not a refusal: an
-    invoker over its bound is still asked when those before it refuse."""
+def bounded(ranked: Sequence[T], load: Mapping[str, int], total: int, key: Callable[[T], str] = str) -> Sequence[T]:
+    """`ranked` (invokers in the order of `order`, their ids by `key`), with those that hold
+    their bound of calls in flight or more moved behind the others, each group in its order.
+    `load`: calls in flight per invoker id, `total` their sum; the bound counts the call being
+    placed. Not a refusal: an invoker over its bound is still asked when those before it refuse."""
     if total < LOAD_FLOOR:
         return ranked  # the common case, and the warm path: nobody can be over the bound
     bound = max(LOAD_FLOOR, math.ceil(LOAD_FACTOR * (total + 1) / len(ranked)))
-    over = [node for node in ranked if load.get(node, 0) >= bound]
+    over = [node for node in ranked if load.get(key(node), 0) >= bound]
     if not over:
         return ranked
-    return [node for node in ranked if load.get(node, 0) < bound] + over
+    return [node for node in ranked if load.get(key(node), 0) < bound] + over

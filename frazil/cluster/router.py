@@ -34,6 +34,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import operator
 import time
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ EMPTY_RETRY_S = 0.1  # with no invoker known, how often a call reads the registr
 REPLY_MARGIN_S = 30.0
 NO_RESPONDERS = "503"  # the status NATS sends to the reply subject when nobody listens
 _subject = functools.lru_cache(maxsize=4096)(invoke_subject)  # a hash per call saved
+_node_id = operator.attrgetter("id")
 
 
 class _NoResponders(Exception):
@@ -177,7 +179,8 @@ class NatsRouter(BackgroundLoop):
         window = self.settings.sync_retry_s if slot_wait_s is None else min(slot_wait_s, self.settings.sync_retry_s)
         deadline = time.monotonic() + window
         while True:
-            candidates = self._balanced(await self._candidates(version, deadline))
+            candidates = placement.bounded(await self._candidates(version, deadline), self._in_flight,
+                                           self._in_flight_total, key=_node_id)
             refusal = None
             for node in candidates:
                 answer = await self._ask(node, version, event_json, record, timeout_s=timeout_s, slot_wait_s=0.0)
@@ -223,15 +226,6 @@ class NatsRouter(BackgroundLoop):
                 pass
             if not self.directory.order(version.key):
                 await asyncio.sleep(min(EMPTY_RETRY_S, max(0.0, deadline - time.monotonic())))
-
-    def _balanced(self, candidates: list[NodeInfo]) -> list[NodeInfo]:
-        """`candidates` with those over their bound of calls in flight moved last."""
-        ids = [node.id for node in candidates]
-        balanced = placement.bounded(ids, self._in_flight, self._in_flight_total)
-        if balanced is ids:
-            return candidates
-        by_id = {node.id: node for node in candidates}
-        return [by_id[i] for i in balanced]
 
     @staticmethod
     def _finish(record: InvocationRecord, answer: wire.Answer) -> None:
