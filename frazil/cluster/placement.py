@@ -22,13 +22,14 @@ full (frazil.cluster.router).
 `bounded(order, load, total)` then keeps any invoker from taking far more than its share of a
 gateway's calls in flight (consistent hashing with bounded loads): an invoker that already has
 `LOAD_FACTOR` x the average of them (and at least `LOAD_FLOOR`) goes behind the others. Why: a
-hot version, or the few versions hashed to one invoker, would otherwise run where they are warm
-however busy that invoker is, while the others idle (at three invokers one ran 46 % of the
-calls and capped the cluster's throughput at ~2.2x one invoker's). Calls in flight are the
-load because a busy invoker holds its calls longer: the count is exact and immediate on the
-gateway, with no report to wait for. The cost is that a version whose calls overflow its
-invoker starts instances on the next one (cold starts and memory there), only while its calls
-in flight exceed that bound; below `LOAD_FLOOR` calls in flight nothing moves.
+hot version, or the few versions hashed to one invoker, would otherwise run where they are
+warm however busy that invoker is, while the others idle (bench.cluster, 24 functions over
+three invokers: one ran 42-46 % of the calls at its CPU cap while another had CPU to spare).
+Calls in flight are the load because a busy invoker holds its calls longer: the count is exact
+and immediate on the gateway, with no report to wait for. The cost is that a version whose
+calls overflow its invoker starts instances on the next one (cold starts and memory there),
+only while its calls in flight exceed that bound; below `LOAD_FLOOR` calls in flight nothing
+moves.
 
 `resident_share(invokers, key, count, node)` uses the same ranking to deal a version's resident
 instances among the live invokers: each node computes its own share, and the shares of all
