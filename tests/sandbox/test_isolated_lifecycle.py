@@ -17,8 +17,6 @@ import pytest
 
 from frazil.sandbox.base import SandboxError
 from frazil.sandbox.cgroups import Limits
-from frazil.sandbox.handover import _specialized
-from frazil.sandbox.launcher_client import LauncherError, LauncherGone
 from frazil.settings import Settings
 from tests.conftest import alive, host_mounts_mentioning
 
@@ -115,21 +113,6 @@ class TestLauncher:
         assert sandbox.launcher.pid != old and not alive(old)
         assert await client.run("result = 'first'") == "first"
         assert await second.run("result = 'second'") == "second"
-
-    async def test_a_launcher_dying_before_its_confirmation_leaves_the_instance(self, instance, creation):
-        """The rule `send_code`'s answer follows (`handover._specialized`): the launcher gone
-        without an answer leaves a started instance running; an answered failure kills it."""
-        if creation != "prebuilt":
-            pytest.skip("only a pre-built instance is handed over without waiting for the answer")
-        loop = asyncio.get_running_loop()
-        survivor, victim = await instance(), await instance()
-        for client, error in ((survivor, LauncherGone("the sandbox launcher exited")),
-                              (victim, LauncherError("MountError: refused"))):
-            answer = loop.create_future()
-            answer.set_exception(error)
-            _specialized(answer, client.proc, time.perf_counter())
-        assert await survivor.run("result = 'alive'") == "alive"
-        await poll(lambda: victim.proc.exited or not alive(victim.proc.pid), 5, "the refused instance to be killed")
 
     async def test_instances_are_children_of_the_platform(self, instance):
         client = await instance()

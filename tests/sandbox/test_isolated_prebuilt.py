@@ -19,7 +19,8 @@ import pytest
 from frazil.runtimes import GENERIC_FLAG, NODE, PYTHON
 from frazil.sandbox.helper import enter, launcher
 from frazil.sandbox.base import InstanceShape, SandboxSpec
-from frazil.sandbox.launcher_client import LauncherError
+from frazil.sandbox.handover import _specialized
+from frazil.sandbox.launcher_client import LauncherError, LauncherGone
 from frazil.settings import Settings
 from tests.conftest import alive
 from tests.sandbox.conftest import CREATION_PATHS, RuntimeClient, instance_cgroups
@@ -45,6 +46,19 @@ def generic_pids(sandbox) -> set[int]:
 
 
 class TestSpecialization:
+    async def test_a_launcher_dying_before_its_confirmation_leaves_the_instance(self, instance):
+        """The rule `send_code`'s answer follows (`handover._specialized`): the launcher gone
+        without an answer leaves a started instance running; an answered failure kills it."""
+        loop = asyncio.get_running_loop()
+        survivor, victim = await instance(), await instance()
+        for client, error in ((survivor, LauncherGone("the sandbox launcher exited")),
+                              (victim, LauncherError("MountError: refused"))):
+            answer = loop.create_future()
+            answer.set_exception(error)
+            _specialized(answer, client.proc, time.perf_counter())
+        assert await survivor.run("result = 'alive'") == "alive"
+        await poll(lambda: victim.proc.exited or not alive(victim.proc.pid), 5, "the refused instance to be killed")
+
     async def test_each_instance_gets_exactly_its_own_code(self, sandbox, spec_factory, code_factory):
         await sandbox.generics.settled()
         made = []
