@@ -12,7 +12,7 @@ import time
 import pytest
 
 from frazil.sandbox.base import InstanceShape
-from tests.sandbox.conftest import RuntimeClient, make_code_dir
+from tests.sandbox.conftest import DISPATCH_HANDLER, RuntimeClient, make_code_dir, prime_layer
 
 LAYER_MB = 256
 # Imported ahead, sys.path starts with the layers; imported by the function, with /code.
@@ -68,6 +68,24 @@ result = [sys.modules["tinylayer"].IMPORTED_AHEAD, sys.modules["tinylayer"].__fi
     finally:
         await second.proc.destroy()
     assert sandbox.layer_ready.cost_mb(shape) > 0
+
+
+async def test_the_functions_own_module_wins_over_a_layer_module_of_its_name(sandbox, spec_factory, tmp_path):
+    """A layer with a top-level `utils` (imported ahead) and a function with its own utils.py:
+    the function's imports find its own, as on the plain path (the code is first on sys.path);
+    the layer's other packages stay imported ahead."""
+    layer = make_code_dir(tmp_path, {**layer_files("utils", "WHO = 'layer'\n"),
+                                     **layer_files("otherlayer", MARKER)})
+    code = make_code_dir(tmp_path, {"index.py": DISPATCH_HANDLER, "utils.py": "WHO = 'function'\n"})
+    spec = spec_factory(code_dir=code, layer_dirs=(layer,))
+    await prime_layer(sandbox, spec)
+    client = await started(sandbox, spec_factory(code_dir=code, layer_dirs=(layer,)))
+    try:
+        assert client.proc.stats["path"] == "layer"
+        assert await client.run("import utils, otherlayer\nresult = [utils.WHO, otherlayer.IMPORTED_AHEAD]") == [
+            "function", True]
+    finally:
+        await client.proc.destroy()
 
 
 async def test_a_layer_whose_import_fails_falls_back_to_the_plain_path_with_a_log_line(sandbox, spec_factory,

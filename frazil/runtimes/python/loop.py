@@ -264,7 +264,30 @@ def prepare(init):
     code_dir = init["code_dir"]
     os.chdir(code_dir)
     # The project first, then its dependency layers, then the SDK; stdlib stays ahead.
-    sys.path[:0] = [code_dir, *init.get("layer_dirs", ()), PYTHON_RUNTIME_DIR]
+    layer_dirs = init.get("layer_dirs", ())
+    sys.path[:0] = [code_dir, *layer_dirs, PYTHON_RUNTIME_DIR]
+    if layer_dirs:
+        forget_shadowed(code_dir, layer_dirs)
+
+
+def forget_shadowed(code_dir, layer_dirs):
+    """Forget the modules imported from the layers before the code came (an instance that
+    imported its layers ahead: frazil.sandbox.layer_ready) that a top-level module or package
+    of the code shadows: with the code first on sys.path, the function's own `utils` or
+    `config` is what its imports find on the plain path, so here too."""
+    own = set()
+    for entry in os.scandir(code_dir):
+        name, ext = os.path.splitext(entry.name)
+        if ext in (".py", ".pyc", ".so"):  # (an extension module: name.cpython-311-....so)
+            own.add(name.partition(".")[0])
+        elif entry.is_dir(follow_symlinks=False):
+            own.add(entry.name)
+    roots = tuple(os.path.join(layer, "") for layer in layer_dirs)
+    for name in [n for n in sys.modules if n.partition(".")[0] in own]:
+        spec = getattr(sys.modules[name], "__spec__", None)
+        places = [spec.origin or ""] + list(spec.submodule_search_locations or ()) if spec else []
+        if any(place.startswith(roots) for place in places):
+            del sys.modules[name]
 
 
 def describe_error(exc):
