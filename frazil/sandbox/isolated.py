@@ -102,7 +102,7 @@ class IsolatedSandbox(Sandbox):
                                     idle_ttl_s=settings.keep_alive_s, window_s=settings.sandbox_prebuilt_window_s,
                                     budget_mb=settings.sandbox_prebuilt_memory_mb,
                                     cost_mb=lambda shape: GENERIC_COST_MB[shape.runtime.language])
-        self.layer_ready = LayerReady(settings, self._build_generic, self.handover, REFILL_DELAY_S)
+        self.layer_ready = LayerReady(settings, self._build_generic, self.handover, self.paths, REFILL_DELAY_S)
         self._closing = False
 
     @classmethod

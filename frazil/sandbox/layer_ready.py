@@ -30,12 +30,14 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
+from pathlib import Path
 from typing import Awaitable, Callable
 
 from frazil.sandbox.base import InstanceShape, SandboxError, SandboxSpec
 from frazil.sandbox.handover import Handover
 from frazil.sandbox.helper.specialize import ATTACH_CODE
 from frazil.sandbox.helper.zygote_child import EXIT_LAYER_UNFIT
+from frazil.sandbox.hostpaths import HostPaths
 from frazil.sandbox.instance import IsolatedProcess
 from frazil.sandbox.launcher_client import LauncherClient
 from frazil.sandbox.prebuilt import GenericPool
@@ -53,10 +55,11 @@ class LayerReady:
     """Event loop thread only."""
 
     def __init__(self, settings: Settings, build_generic: Callable[[InstanceShape], Awaitable[IsolatedProcess]],
-                 handover: Handover, delay_s: float):
+                 handover: Handover, paths: HostPaths, delay_s: float):
         self.budget_mb = settings.sandbox_layer_prebuilt_mb
         self._build_generic = build_generic  # async (shape without layers) -> a generic zygote child
         self._handover = handover
+        self._paths = paths
         self.pool = GenericPool(self._build, cap=LAYER_CAP, delay_s=delay_s, idle_ttl_s=settings.keep_alive_s,
                                 window_s=settings.sandbox_prebuilt_window_s, budget_mb=self.budget_mb,
                                 cost_mb=self.cost_mb)
@@ -122,13 +125,16 @@ class LayerReady:
     async def _build(self, shape: InstanceShape) -> IsolatedProcess:
         if shape.layers in self.unfit:
             raise SandboxError(f"the layers' packages cannot be imported ahead: {self.unfit[shape.layers]}")
+        # Checked and resolved as every create checks them (a layer dir's mode may have changed
+        # since the cold start that asked for this instance).
+        layer_dirs = [self._paths.readable_dir(Path(d), "layer") for d in shape.layers]
         proc = await self._build_generic(shape.with_layers(()))
         if proc.go_fd is None:  # not a zygote child: it would read "init" at once
             await proc.destroy()
             raise SandboxError("no Python zygote: instances cannot import layers ahead of their code")
         proc.on_exit(lambda: self._exited(shape, proc))
         try:
-            await self._handover.give_layers(proc, list(shape.layers))
+            await self._handover.give_layers(proc, layer_dirs)
         except BaseException:
             await proc.destroy()
             raise

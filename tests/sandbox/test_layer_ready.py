@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from frazil.sandbox.base import InstanceShape
+from frazil.sandbox.base import InstanceShape, SandboxError
 from tests.sandbox.conftest import DISPATCH_HANDLER, RuntimeClient, make_code_dir, prime_layer
 
 LAYER_MB = 256
@@ -86,6 +86,20 @@ async def test_the_functions_own_module_wins_over_a_layer_module_of_its_name(san
             "function", True]
     finally:
         await client.proc.destroy()
+
+
+async def test_a_layer_dir_is_checked_again_before_an_instance_imports_it(sandbox, spec_factory, tmp_path):
+    """A ready instance is built some time after the cold start that asked for it: its layer
+    dirs are checked then as every create checks them (here: no longer readable by others),
+    and nothing is built."""
+    layer = make_code_dir(tmp_path, layer_files("closedlayer", MARKER))
+    spec = spec_factory(layer_dirs=(layer,))
+    await (await sandbox.create(spec)).destroy()
+    layer.chmod(0o700)
+    before = set(sandbox.table.ids)
+    with pytest.raises(SandboxError, match="must be readable by others"):
+        await sandbox.layer_ready._build(sandbox.layer_ready.shape_for(spec))
+    assert set(sandbox.table.ids) <= before  # no instance made for it
 
 
 async def test_a_layer_whose_import_fails_falls_back_to_the_plain_path_with_a_log_line(sandbox, spec_factory,
