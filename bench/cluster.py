@@ -18,13 +18,14 @@
    gateways and wrk (this process's cgroup "drivers") are not capped. All these cgroups weigh
    `--weight` against the machine's other work, so they get their CPU ahead of it. Each step deploys `--functions` new hello functions (a version's cold starts go to
    its rendezvous-first invoker, so they spread over the N invokers there are), calls each once,
-   warms up, then runs wrk on every gateway at once (N x `--connections` each, requests going
-   round the functions) for `--duration` s, `--rounds` times (the median round is reported:
-   one invoker at 0.1 core gave 242-402 req/s in single 5 s runs). The offered load grows with N so that every invoker
-   is offered as many calls at once at every step: with a fixed number of connections each of
-   three invokers would hold a third of the calls the one invoker held, batch less per wake-up
-   and spend more CPU per call (measured at 16 connections: 0.29 ms of invoker CPU per call
-   with one invoker, 0.54 ms with three), so the curve would measure the load generator. Reported: req/s, its ratio to N = 1 against the 0.8 x N
+   warms up until a round passes without a cold start, then runs wrk on every gateway at once
+   (N x `--connections` each, requests going round the functions) for `--duration` s,
+   `--rounds` times (the median round is reported). The offered load grows with N so that
+   every invoker is offered as many calls at once at every step: with a fixed number of
+   connections each of three invokers would hold a third of the calls the one invoker held,
+   batch less per wake-up and spend more CPU per call (measured at 16 connections: 0.29 ms of
+   invoker CPU per call with one invoker, 0.54 ms with three), so the curve would measure the
+   load generator. Reported: req/s, its ratio to N = 1 against the 0.8 x N
    target, how often each invoker's quota throttled it (near 100 %: the invokers were the
    bottleneck), and the cores the invokers, their instances and the gateways used; and, from
    the nodes' /metrics, per invoker the calls it ran, its cold starts, instances created and
@@ -193,6 +194,7 @@ def measure_cold_alternating(servers: dict[str, FrazilServer], n: int) -> dict[s
 WARM_UP_MORE_S = 2
 WARM_UP_ROUNDS = 5
 
+
 def confine_invoker(shares: cpushare.CpuShares, node: FrazilServer, share: float) -> str:
     """The invoker's own processes (its server, launcher, zygote) into a cgroup capped at `share`
     of a core; the group. Its instances stay in their instance cgroups, each capped by its tier
@@ -267,10 +269,10 @@ def cold_starts(cluster: Cluster) -> float:
 
 
 def warm_up(cluster: Cluster, paths: list[str], connections: int, seconds: int) -> None:
-    """Load until the invokers hold what the load needs: `seconds` of it, then as much again (at
-    most WARM_UP_MORE_S) until a round passes without a cold start (at most WARM_UP_ROUNDS). A version's
-    instances grow to the most of its calls that ever ran at once, which keeps growing for a
-    while; a round measured before would count those cold starts."""
+    """Load until the invokers hold what the load needs: `seconds` of it, then as much again
+    (at most WARM_UP_MORE_S) until a round passes without a cold start (at most
+    WARM_UP_ROUNDS). A version's instances grow to the most of its calls that ever ran at once,
+    which keeps growing for a while; a round measured before would count those cold starts."""
     wrk_all(cluster.gateways, paths, connections, seconds)
     for _ in range(WARM_UP_ROUNDS):
         before = cold_starts(cluster)
@@ -309,7 +311,8 @@ def throughput_step(cluster: Cluster, shares: cpushare.CpuShares | None, report:
         after = cpushare.throttling(g)
         periods = after.get("nr_periods", 0) - before[g].get("nr_periods", 0)
         throttled[g.name] = (after.get("nr_throttled", 0) - before[g].get("nr_throttled", 0)) / max(1, periods)
-    run.update(invokers=step, connections=connections * len(cluster.gateways), throttled_share=throttled, gateway_cores=(cpu_seconds(gateway_pids) - cpu0) / elapsed,
+    run.update(invokers=step, connections=connections * len(cluster.gateways), throttled_share=throttled,
+               gateway_cores=(cpu_seconds(gateway_pids) - cpu0) / elapsed,
                invoker_cores=(cpu_seconds(invoker_pids) - inv0) / elapsed,
                instance_cores=(instances_cpu_s(cluster.invokers) - inst0) / elapsed,
                counts=counts_delta(counts0, counts1), counts_warming=counts_delta(at_start, counts0))
@@ -345,8 +348,10 @@ def throughput_table(report: Report, steps: list[dict], share: float | None) -> 
         n = s["invokers"]
         ratio = s["rps"] / base if base else float("nan")
         throttled = " ".join(f"{v:.0%}" for v in s["throttled_share"].values()) or "-"
-        rows.append([n, s.get("connections", ""), s["rps"], " ".join(f"{r:.0f}" for r in s.get("rounds_rps", [])), ratio, 0.8 * n, "yes" if ratio >= 0.8 * n else "no", throttled,
-                     s["invoker_cores"], s["instance_cores"], s["gateway_cores"], s["p50_ms"], s["p99_ms"], s["non_2xx"] + s["socket_errors"]])
+        rounds = " ".join(f"{r:.0f}" for r in s.get("rounds_rps", []))
+        rows.append([n, s.get("connections", ""), s["rps"], rounds, ratio, 0.8 * n, "yes" if ratio >= 0.8 * n else "no",
+                     throttled, s["invoker_cores"], s["instance_cores"], s["gateway_cores"], s["p50_ms"], s["p99_ms"],
+                     s["non_2xx"] + s["socket_errors"]])
     report.table("per throughput step, during the measured run: per invoker calls run, cold starts, instances "
                  "created, instances held after, slot lease transactions; per gateway refusals (full/gone); "
                  "before it (first calls and warm-up): cold starts and refusals",
@@ -360,9 +365,8 @@ def throughput_table(report: Report, steps: list[dict], share: float | None) -> 
                   for s in steps])
     cap = (f"each invoker capped at {share:g} core" if share else "invokers NOT capped (no cgroup v1 cpu here)")
     report.table(f"throughput with N invokers ({cap})",
-                 ["N", "connections", "req/s", "rounds", "x N=1", "target", "met", "invokers throttled", "invoker cores", "instance cores",
-                  "gateway cores", "p50 ms",
-                  "p99 ms", "errors"], rows)
+                 ["N", "connections", "req/s", "rounds", "x N=1", "target", "met", "invokers throttled",
+                  "invoker cores", "instance cores", "gateway cores", "p50 ms", "p99 ms", "errors"], rows)
 
 
 def main(argv=None) -> int:
