@@ -20,8 +20,8 @@ from pathlib import Path
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 CPUACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")  # where frazil's instance scopes count their CPU time
 # A short period: with 100 ms a process capped at 0.1 core runs 10 ms and then stalls 90 ms, and a
-# closed-loop benchmark's throughput depends on where those stalls fall (one invoker gave 242-444 req/s
-# from run to run); 20 ms spreads the same share evenly.
+# closed-loop benchmark's latency depends on where those stalls fall (bench.cluster's p50 with one
+# invoker: 47-95 ms from run to run at 100 ms, 38-41 ms at 20 ms).
 PERIOD_US = 20_000
 
 
