@@ -211,6 +211,7 @@ class InstancePool:
             cpu=self.settings.tiers[version.memory_mb].cpu,
             tmp_mb=self.settings.tmp_mb,
             pids_max=self.settings.pids_max,
+            env=tuple(sorted(version.env.items())),
         )
         proc = await self.sandbox.create(spec)
         instance = Instance(version, proc, log_cap=self.settings.log_cap_bytes,

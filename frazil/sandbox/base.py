@@ -42,13 +42,17 @@ class SandboxSpec:
     cpu: float = 0.5
     tmp_mb: int = 64
     pids_max: int = 64
+    # The function's own environment variables (sorted pairs): given at init to every instance,
+    # and before its imports to one that imports its layers ahead (frazil.sandbox.layer_ready).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class InstanceShape:
     """What a generic instance is built for: everything of a SandboxSpec but the instance id,
-    the code and (unless `layers`) the layers. A sandbox that builds instances ahead of time
-    keeps them per shape; a create() can only use one whose shape is the spec's."""
+    the code and (unless `layers`) the layers and the environment. A sandbox that builds
+    instances ahead of time keeps them per shape; a create() can only use one whose shape is
+    the spec's."""
 
     runtime: RuntimeKind
     memory_mb: int = 128
@@ -56,13 +60,14 @@ class InstanceShape:
     tmp_mb: int = 64
     pids_max: int = 64
     layers: tuple[str, ...] = ()  # host paths of layers attached (and imported) ahead of time
+    env: tuple[tuple[str, str], ...] = ()  # the environment those layers are imported under
 
     @classmethod
     def of(cls, spec: SandboxSpec) -> "InstanceShape":
         return cls(spec.runtime, spec.memory_mb, spec.cpu, spec.tmp_mb, spec.pids_max)
 
-    def with_layers(self, layer_dirs) -> "InstanceShape":
-        return replace(self, layers=tuple(str(d) for d in layer_dirs))
+    def with_layers(self, layer_dirs, env: tuple[tuple[str, str], ...] = ()) -> "InstanceShape":
+        return replace(self, layers=tuple(str(d) for d in layer_dirs), env=env)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@ the imports (issue 15: numpy ~0.3 s, pandas ~1.5 s of a cold start on the plain 
 How one is made: a generic zygote child (see prebuilt.py) is given only its layers, read-only
 at /layers/N, by the launcher (`Handover.give_layers`); it imports the top-level packages that
 the layers' distributions declare (`zygote_child.import_layers`, names from
-`helper.toplevel`) and waits for its code. A cold start of a function with exactly those
-layers (same dirs, same order: a layer is content-addressed, so functions with the same
-dependency manifest share it) and the same shape takes one and is given only its code
-(ATTACH_CODE). It is an ordinary sandboxed instance throughout: the package code runs
+`helper.toplevel`) under the function's environment (`send_environment`: a package may read
+a setting such as OMP_NUM_THREADS at import) and waits for its code. A cold start of a
+function with exactly those layers (same dirs, same order: a layer is content-addressed, so
+functions with the same dependency manifest share it), the same environment and the same
+shape takes one and is given only its code (ATTACH_CODE). It is an ordinary sandboxed instance throughout: the package code runs
 unprivileged, in the instance that the function will get, never in a process that forks other
 instances (see specialize.py for why the second attach is as safe as the first).
 
@@ -27,6 +28,7 @@ process, and its cold starts take the plain path: a log line says why.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import OrderedDict
@@ -36,7 +38,7 @@ from typing import Awaitable, Callable
 from frazil.sandbox.base import InstanceShape, SandboxError, SandboxSpec
 from frazil.sandbox.handover import Handover
 from frazil.sandbox.helper.specialize import ATTACH_CODE
-from frazil.sandbox.helper.zygote_child import EXIT_LAYER_UNFIT
+from frazil.sandbox.helper.zygote_child import ENV_LENGTH, EXIT_LAYER_UNFIT
 from frazil.sandbox.hostpaths import HostPaths
 from frazil.sandbox.instance import IsolatedProcess
 from frazil.sandbox.launcher_client import LauncherClient
@@ -76,7 +78,7 @@ class LayerReady:
         """The shape of a ready instance for `spec`, or None when there can be none."""
         if not self.enabled or spec.runtime.language != "python" or not spec.layer_dirs:
             return None
-        shape = InstanceShape.of(spec).with_layers(spec.layer_dirs)
+        shape = InstanceShape.of(spec).with_layers(spec.layer_dirs, spec.env)
         return None if shape.layers in self.unfit else shape
 
     def take(self, launcher: LauncherClient, spec: SandboxSpec, code_dir: str) -> IsolatedProcess | None:
@@ -135,6 +137,7 @@ class LayerReady:
         proc.on_exit(lambda: self._exited(shape, proc))
         try:
             await self._handover.give_layers(proc, layer_dirs)
+            send_environment(proc, dict(shape.env))
         except BaseException:
             await proc.destroy()
             raise
@@ -154,6 +157,18 @@ class LayerReady:
                     "ahead: %s", ", ".join(os.path.basename(d) for d in shape.layers), reason)
         self._recent.pop(shape, None)
         self.pool.keep(shape, 0)
+
+
+def send_environment(proc: IsolatedProcess, env: dict[str, str]) -> None:
+    """Give a zygote child that was given its layers (it has read IMPORT_LAYERS) the function's
+    environment, which it sets before it imports them (`zygote_child.read_environment`): a
+    length and JSON, on our end of its go pipe. A function's environment is at most a few KB
+    (frazil.deploy.config.MAX_ENV_BYTES), far below a pipe's buffer: the write never blocks."""
+    data = json.dumps(env).encode()
+    try:
+        os.write(proc.go_fd, ENV_LENGTH.pack(len(data)) + data)
+    except OSError as exc:
+        raise SandboxError(f"could not give the instance its environment: {exc.strerror}") from None
 
 
 def _output(proc: IsolatedProcess) -> str:

@@ -206,7 +206,7 @@ def spec_factory(tmp_path):
 async def prime_layer(sandbox, spec: SandboxSpec, timeout_s: float = 60.0) -> None:
     """Make sure an instance that imported `spec`'s layers is ready: a cold start with them
     (the plain path, destroyed at once) leaves one; wait for it."""
-    shape = InstanceShape.of(spec).with_layers(spec.layer_dirs)
+    shape = sandbox.layer_ready.shape_for(spec)
     if sandbox.layer_ready.pool.ready_count(shape):
         return
     await (await sandbox.create(dataclasses.replace(spec, instance_id=f"t{secrets.token_hex(6)}"))).destroy()

@@ -88,6 +88,26 @@ async def test_the_functions_own_module_wins_over_a_layer_module_of_its_name(san
         await client.proc.destroy()
 
 
+async def test_the_layer_is_imported_under_the_functions_environment(sandbox, spec_factory, tmp_path):
+    """A package may read a setting at import (OMP_NUM_THREADS and the like): imported ahead,
+    it sees the function's environment, as on the plain path; a function with another
+    environment does not get that instance."""
+    layer = make_code_dir(tmp_path, layer_files("envlayer", "import os\nSEEN = os.environ.get('THREADS')\n"))
+    spec = spec_factory(layer_dirs=(layer,), env=(("THREADS", "1"),))
+    await prime_layer(sandbox, spec)
+    client = await started(sandbox, spec_factory(layer_dirs=(layer,), env=(("THREADS", "1"),)))
+    try:
+        assert client.proc.stats["path"] == "layer"
+        assert await client.run("import envlayer\nresult = envlayer.SEEN") == "1"
+    finally:
+        await client.proc.destroy()
+    other = await started(sandbox, spec_factory(layer_dirs=(layer,), env=(("THREADS", "8"),)))
+    try:
+        assert other.proc.stats["path"] != "layer"
+    finally:
+        await other.proc.destroy()
+
+
 async def test_a_layer_dir_is_checked_again_before_an_instance_imports_it(sandbox, spec_factory, tmp_path):
     """A ready instance is built some time after the cold start that asked for it: its layer
     dirs are checked then as every create checks them (here: no longer readable by others),

@@ -12,8 +12,10 @@ import ctypes
 import gc
 import importlib
 import io
+import json
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -58,19 +60,53 @@ def become_runtime(loop, argv, env: dict, area: tuple[int, int], after_fork, *, 
 def _await_go() -> bool:
     """Wait until the launcher has attached the code (one byte) or given up (EOF); the
     descriptor is closed either way, before any function code can run. Before that, an
-    instance may be given its dependency layers alone (IMPORT_LAYERS): it imports their
-    packages (`import_layers`) and waits again."""
+    instance may be given its dependency layers alone (IMPORT_LAYERS, then the function's
+    environment from the platform: `read_environment`): it imports their packages under that
+    environment (`import_layers`) and waits again."""
     try:
         while True:
             byte = os.read(GO_FD, 1)
             if byte != IMPORT_LAYERS:
                 return byte == GO
+            env = read_environment()
+            if env is None:
+                return False  # the platform gave up on this instance
+            os.environ.update(env)
             import_layers()
     finally:
         os.close(GO_FD)
 
 
 EXIT_LAYER_UNFIT = 3  # a layer's package could not be imported: the platform uses the plain path for it
+ENV_LENGTH = struct.Struct("!I")  # the length of the environment's JSON that follows IMPORT_LAYERS
+MAX_ENV_JSON = 1 << 16
+
+
+def read_environment() -> dict | None:
+    """The function's environment, which the platform writes on the go pipe after the layers
+    (frazil.sandbox.layer_ready.send_environment); None at EOF or when it is not one."""
+    head = _read_exactly(ENV_LENGTH.size)
+    if head is None:
+        return None
+    (length,) = ENV_LENGTH.unpack(head)
+    data = _read_exactly(length) if length <= MAX_ENV_JSON else None
+    try:
+        env = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        return None
+    return env
+
+
+def _read_exactly(n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = os.read(GO_FD, n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
 
 
 def import_layers() -> None:
