@@ -9,9 +9,10 @@ the layers' distributions declare (`zygote_child.import_layers`, names from
 a setting such as OMP_NUM_THREADS at import) and waits for its code. A cold start of a
 function with exactly those layers (same dirs, same order: a layer is content-addressed, so
 functions with the same dependency manifest share it), the same environment and the same
-shape takes one and is given only its code (ATTACH_CODE). It is an ordinary sandboxed instance throughout: the package code runs
-unprivileged, in the instance that the function will get, never in a process that forks other
-instances (see specialize.py for why the second attach is as safe as the first).
+shape takes one and is given only its code (ATTACH_CODE). It is an ordinary sandboxed
+instance throughout: the package code runs unprivileged, in the instance that the function
+will get, never in a process that forks other instances (see specialize.py for why the
+second attach is as safe as the first).
 
 Why not a zygote that forks from imported packages (SOCK's package cache): a fork that lands
 in its own PID namespace, uid, cgroup and mount namespace needs privilege in the process that
@@ -38,7 +39,7 @@ from typing import Awaitable, Callable
 from frazil.sandbox.base import InstanceShape, SandboxError, SandboxSpec
 from frazil.sandbox.handover import Handover
 from frazil.sandbox.helper.specialize import ATTACH_CODE
-from frazil.sandbox.helper.zygote_child import ENV_LENGTH, EXIT_LAYER_UNFIT
+from frazil.sandbox.helper.zygote_child import ENV_LENGTH, EXIT_LAYER_UNFIT, MAX_ENV_JSON
 from frazil.sandbox.hostpaths import HostPaths
 from frazil.sandbox.instance import IsolatedProcess
 from frazil.sandbox.launcher_client import LauncherClient
@@ -160,11 +161,14 @@ class LayerReady:
 
 
 def send_environment(proc: IsolatedProcess, env: dict[str, str]) -> None:
-    """Give a zygote child that was given its layers (it has read IMPORT_LAYERS) the function's
-    environment, which it sets before it imports them (`zygote_child.read_environment`): a
-    length and JSON, on our end of its go pipe. A function's environment is at most a few KB
-    (frazil.deploy.config.MAX_ENV_BYTES), far below a pipe's buffer: the write never blocks."""
+    """Give a zygote child that was given its layers (the launcher wrote IMPORT_LAYERS before
+    it answered) the function's environment, which it sets before it imports them
+    (`zygote_child.read_environment`): a length and JSON, on our end of its go pipe. A
+    function's environment is at most a few KB (frazil.deploy.config.MAX_ENV_BYTES), far below
+    a pipe's buffer: the write never blocks."""
     data = json.dumps(env).encode()
+    if len(data) > MAX_ENV_JSON:
+        raise SandboxError(f"an environment of {len(data)} bytes of JSON; a ready instance takes at most {MAX_ENV_JSON}")
     try:
         os.write(proc.go_fd, ENV_LENGTH.pack(len(data)) + data)
     except OSError as exc:
