@@ -16,8 +16,9 @@
    directory capped at `--share` x one core; its instances stay in their own cgroups, capped by
    their tier), so the invokers are the bottleneck whatever else runs on the machine; the
    gateways and wrk (this process's cgroup "drivers") are not capped. All these cgroups weigh
-   `--weight` against the machine's other work, so they get their CPU ahead of it. Each step deploys `--functions` new hello functions (a version's cold starts go to
-   its rendezvous-first invoker, so they spread over the N invokers there are), calls each once,
+   `--weight` against the machine's other work, so they get their CPU ahead of it. Each step
+   deploys `--functions` new hello functions (a version's cold starts go to its
+   rendezvous-first invoker, so they spread over the N invokers there are), calls each once,
    warms up until a round passes without a cold start, then runs wrk on every gateway at once
    (N x `--connections` each, requests going round the functions) for `--duration` s,
    `--rounds` times (the median round is reported). The offered load grows with N so that
@@ -388,7 +389,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="wrk runs per throughput step; the median's req/s and latency are reported (the CPU "
                              "columns and counts cover all of them)")
-    parser.add_argument("--warmup-s", type=int, default=6, help="wrk warm-up (whole seconds) before each throughput step")
+    parser.add_argument("--warmup-s", type=int, default=6,
+                        help="wrk warm-up (whole seconds) before each throughput step, then more until no cold start")
     parser.add_argument("--json", type=Path, help="write the results here instead of bench/results/")
     args = parser.parse_args(argv)
     report, sandbox = start_run("cluster", args)

@@ -94,7 +94,8 @@ async def ensure_stream(nc: Client, settings: Settings) -> None:
     minutes at the upgrade). Upgrade every node of a cluster, not some: a node of the earlier
     release would keep pulling with the filter it knows."""
     js = nc.jetstream()
-    name, durable, subject = async_stream(settings.cluster), async_consumer(settings.cluster), async_subject(settings.cluster)
+    name, durable = async_stream(settings.cluster), async_consumer(settings.cluster)
+    subject = async_subject(settings.cluster)
     stream = StreamConfig(name=name, subjects=[subject], retention=RetentionPolicy.WORK_QUEUE,
                           storage=StorageType.FILE, duplicate_window=DEDUP_WINDOW_S)
     try:
