@@ -65,10 +65,13 @@ class BuildPlan:
     layer_dirs: tuple[str, ...] = ()
     by_zygote: bool = False
     ahead_of_time: bool = False
+    layers_first: bool = False  # a zygote child that imports its layers before its hello (layer_ready.py)
 
     def __post_init__(self) -> None:
         if self.by_zygote and self.code_dir is not None:
             raise ValueError("a zygote child gets its code from the launcher, after it is built")
+        if self.layers_first and not self.by_zygote:
+            raise ValueError("only a zygote child imports layers before its code")
 
     @property
     def go(self) -> bool:
@@ -138,7 +141,8 @@ class InstanceBuilder:
             }
             launcher = await self._supervisor.running()
             if plan.by_zygote:
-                pid = await launcher.zygote_spawn({**request, "warm": plan.ahead_of_time}, wiring.child_fds())
+                pid = await launcher.zygote_spawn({**request, "warm": plan.ahead_of_time,
+                                                   "layers_first": plan.layers_first}, wiring.child_fds())
             else:
                 pid = await launcher.spawn(request, wiring.child_fds())
         except (OSError, LauncherError, SandboxError) as exc:

@@ -315,13 +315,16 @@ class IsolatedSandbox(Sandbox):
             asyncio.get_running_loop().call_later(RENAME_DELAY_S, self.table.rename_cgroup, proc)
         return proc
 
-    async def _build_generic(self, shape: InstanceShape) -> IsolatedProcess:
-        """A generic instance of `shape`, for the pool (its cgroup is renamed once taken)."""
+    async def _build_generic(self, shape: InstanceShape, layers_first: bool = False) -> IsolatedProcess:
+        """A generic instance of `shape`, for the pool (its cgroup is renamed once taken);
+        `layers_first`: a zygote child that waits for its layers before its hello (none
+        without a zygote: LayerReady sees no go pipe and gives up)."""
         if self._closing or not self.started:
             raise SandboxError("the sandbox is closing")
         argv = self.paths.argv(shape.runtime, shape.memory_mb, generic=True)
         by_zygote = await self.supervisor.zygote_for(shape.runtime)
-        plan = BuildPlan(shape, GENERIC_PREFIX + secrets.token_hex(6), argv, by_zygote=by_zygote, ahead_of_time=True)
+        plan = BuildPlan(shape, GENERIC_PREFIX + secrets.token_hex(6), argv, by_zygote=by_zygote, ahead_of_time=True,
+                         layers_first=layers_first and by_zygote)
         return await self.builder.build(plan)
 
     def _forget(self, proc: IsolatedProcess) -> None:

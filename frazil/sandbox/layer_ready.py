@@ -22,6 +22,9 @@ not shared between instances: each ready one costs its layer's import (CPU, in t
 at the lowest weight) and memory, measured per layer (its cgroup's peak) and kept under
 `sandbox_layer_prebuilt_mb`, the least recently used layers' ready instances dropped first.
 
+An instance joins the pool only once its imports are done (it says hello after them), so a
+cold start that takes one neither waits for them nor inherits their failure.
+
 Policy: a layer is made ready only after a cold start used it (`used`), one instance at a time
 per recent cold start (the GenericPool's demand, at most LAYER_CEILING); a layer whose import
 fails in such an instance (it exits with EXIT_LAYER_UNFIT) is never tried again in this
@@ -29,6 +32,7 @@ process, and its cold starts take the plain path: a log line says why.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -51,16 +55,18 @@ log = logging.getLogger(__name__)
 LAYER_CEILING = 4  # ready instances per (shape, layers) at most, whatever the demand
 LAYER_CAP = 32  # over all layers
 FIRST_COST_MB = 64.0  # a layer's cost until one of its instances was measured
+IMPORT_TIMEOUT_S = 120.0  # a layer whose imports take longer is not worth an instance waiting
 OUTPUT_KEPT = 2000  # characters of an unfit instance's output in the log line
 
 
 class LayerReady:
     """Event loop thread only."""
 
-    def __init__(self, settings: Settings, build_generic: Callable[[InstanceShape], Awaitable[IsolatedProcess]],
+    def __init__(self, settings: Settings, build_generic: Callable[..., Awaitable[IsolatedProcess]],
                  handover: Handover, paths: HostPaths, delay_s: float):
         self.budget_mb = settings.sandbox_layer_prebuilt_mb
-        self._build_generic = build_generic  # async (shape without layers) -> a generic zygote child
+        # async (shape without layers, layers_first=True) -> a generic zygote child
+        self._build_generic = build_generic
         self._handover = handover
         self._paths = paths
         self.pool = GenericPool(self._build, cap=LAYER_CAP, delay_s=delay_s, idle_ttl_s=settings.keep_alive_s,
@@ -131,7 +137,7 @@ class LayerReady:
         # Checked and resolved as every create checks them (a layer dir's mode may have changed
         # since the cold start that asked for this instance).
         layer_dirs = [self._paths.readable_dir(Path(d), "layer") for d in shape.layers]
-        proc = await self._build_generic(shape.with_layers(()))
+        proc = await self._build_generic(shape.with_layers(()), layers_first=True)
         if proc.go_fd is None:  # not a zygote child: it would read "init" at once
             await proc.destroy()
             raise SandboxError("no Python zygote: instances cannot import layers ahead of their code")
@@ -139,6 +145,7 @@ class LayerReady:
         try:
             await self._handover.give_layers(proc, layer_dirs)
             send_environment(proc, dict(shape.env))
+            await _imported(proc, IMPORT_TIMEOUT_S)
         except BaseException:
             await proc.destroy()
             raise
@@ -158,6 +165,25 @@ class LayerReady:
                     "ahead: %s", ", ".join(os.path.basename(d) for d in shape.layers), reason)
         self._recent.pop(shape, None)
         self.pool.keep(shape, 0)
+
+
+async def _imported(proc: IsolatedProcess, timeout_s: float) -> None:
+    """Until the instance has imported its layers: its hello comes after them
+    (`zygote_child.become_runtime` with layers_first), and it stays unread on the channel for
+    the runtime client that takes the instance. SandboxError when the instance ended first (an
+    import failed: `_exited` then marks the layer unfit) or took longer than `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    fd = proc.channel.fileno()
+    loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+    try:
+        await asyncio.wait_for(readable, timeout_s)
+    except asyncio.TimeoutError:
+        raise SandboxError(f"importing the layers' packages took more than {timeout_s:g} s") from None
+    finally:
+        loop.remove_reader(fd)
+    if not proc.greeted():  # the channel's end: the instance exited
+        raise SandboxError("the instance ended while importing the layers' packages")
 
 
 def send_environment(proc: IsolatedProcess, env: dict[str, str]) -> None:

@@ -108,6 +108,23 @@ async def test_the_layer_is_imported_under_the_functions_environment(sandbox, sp
         await other.proc.destroy()
 
 
+async def test_an_instance_joins_the_pool_only_once_its_imports_are_done(sandbox, spec_factory, tmp_path):
+    """A layer whose import takes a second and then fails: at no moment is an instance of it
+    ready to be taken (a cold start would have inherited the failure), and the layer ends
+    unfit."""
+    layer = make_code_dir(tmp_path, layer_files("slowbroken", "import time\ntime.sleep(1)\nraise RuntimeError('late')\n"))
+    spec = spec_factory(layer_dirs=(layer,))
+    shape = sandbox.layer_ready.shape_for(spec)
+    await (await sandbox.create(spec)).destroy()  # the plain path; asks for a ready instance
+    most_ready, deadline = 0, time.monotonic() + 60
+    while (str(layer),) not in sandbox.layer_ready.unfit:
+        assert time.monotonic() < deadline, "the layer was not found unfit"
+        most_ready = max(most_ready, sandbox.layer_ready.pool.ready_count(shape))
+        await asyncio.sleep(0.01)
+    assert most_ready == 0
+    assert "RuntimeError: late" in sandbox.layer_ready.unfit[(str(layer),)]
+
+
 async def test_a_layer_dir_is_checked_again_before_an_instance_imports_it(sandbox, spec_factory, tmp_path):
     """A ready instance is built some time after the cold start that asked for it: its layer
     dirs are checked then as every create checks them (here: no longer readable by others),

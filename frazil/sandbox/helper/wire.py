@@ -7,12 +7,13 @@ the platform may have many in flight.
   platform -> helper  {"type": "spawn", "id": N, "argv": [...], "env": {...}, "uid": U, "gid": G,
                        "code_dir": "/abs" | null, "layer_dirs": [...], "tmp_mb": 64,
                        "rlimits": [[resource, soft, hard], ...], "go": bool, "netns": bool,
-                       "cgroup_dir": bool, "warm": bool}
+                       "cgroup_dir": bool, "warm": bool, "layers_first": bool}
                        fds: channel, output, error, [go pipe's read end,] [a network
                        namespace made ahead of time,] [a cgroup v2 directory to clone the
                        child into,] cgroup joins...
                        (code_dir null: a generic instance, specialized later; "go" only for
-                       one, "warm" only for the zygote: see zygote.py)
+                       one, "warm" and "layers_first" only for the zygote: see
+                       zygote_child.py)
   platform -> launcher {"type": "specialize", "id": N, "pid": P, "trees": T, "go": bool}
                        fds: a pidfd of the instance, [the go pipe's write end,] T detached
                        read-only trees: the code, then each layer (see specialize.py)

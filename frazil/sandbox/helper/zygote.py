@@ -163,7 +163,7 @@ def _main(sock: socket.socket, prepared: Prepared, config: Config, area: tuple[i
                     os.setpriority(os.PRIO_PROCESS, 0, 0)
             if pid == 0:
                 become_runtime(loop, plan.argv, plan.env, area, after_fork, warm=bool(msg.get("warm")),
-                               go=child_fds.go is not None)
+                               go=child_fds.go is not None, layers_first=bool(msg.get("layers_first")))
         except Exception as exc:  # a bad request or a failed clone: the platform gets the reason
             return {"type": wire.ERROR, "id": request_id, "error": f"{type(exc).__name__}: {exc}"}
         return {"type": wire.SPAWNED, "id": request_id, "pid": pid}

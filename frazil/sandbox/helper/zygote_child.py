@@ -29,9 +29,11 @@ from frazil.sandbox.helper.toplevel import top_level_names
 
 
 def become_runtime(loop, argv, env: dict, area: tuple[int, int], after_fork, *, warm: bool = False,
-                   go: bool = False) -> NoReturn:
+                   go: bool = False, layers_first: bool = False) -> NoReturn:
     """Runs in the sandboxed child (unprivileged, seccomp on, fds 0-3 in place); never returns.
     `warm`: an instance built ahead of time first runs the loop once on a throw-away channel.
+    `layers_first`: then it waits for its dependency layers and imports them (`_layers_first`)
+    before its hello, so that its hello tells the platform the imports are done.
     `go`: after its hello, the loop waits for the go byte on GO_FD (the launcher writes it once
     the code is in place) before it reads "init"; EOF instead ends the runtime."""
     status = 1
@@ -47,6 +49,8 @@ def become_runtime(loop, argv, env: dict, area: tuple[int, int], after_fork, *, 
         sys.argv = list(argv[_script_index(argv):])
         if warm:
             warm_up(loop)
+        if layers_first and not _layers_first():
+            return  # the platform gave up on this instance
         status = _run_main(lambda: loop.main(_await_go if go else None))
     except BaseException:
         try:
@@ -59,22 +63,26 @@ def become_runtime(loop, argv, env: dict, area: tuple[int, int], after_fork, *, 
 
 def _await_go() -> bool:
     """Wait until the launcher has attached the code (one byte) or given up (EOF); the
-    descriptor is closed either way, before any function code can run. Before that, an
-    instance may be given its dependency layers alone (IMPORT_LAYERS, then the function's
-    environment from the platform: `read_environment`): it imports their packages under that
-    environment (`import_layers`) and waits again."""
+    descriptor is closed either way, before any function code can run."""
     try:
-        while True:
-            byte = os.read(GO_FD, 1)
-            if byte != IMPORT_LAYERS:
-                return byte == GO
-            env = read_environment()
-            if env is None:
-                return False  # the platform gave up on this instance
-            os.environ.update(env)
-            import_layers()
+        return os.read(GO_FD, 1) == GO
     finally:
         os.close(GO_FD)
+
+
+def _layers_first() -> bool:
+    """Wait for the dependency layers alone (the launcher attaches them and writes
+    IMPORT_LAYERS), then the function's environment from the platform (`read_environment`),
+    and import the layers' packages under it (`import_layers`); False when something else
+    came (EOF: the platform gave up)."""
+    if os.read(GO_FD, 1) != IMPORT_LAYERS:
+        return False
+    env = read_environment()
+    if env is None:
+        return False
+    os.environ.update(env)
+    import_layers()
+    return True
 
 
 EXIT_LAYER_UNFIT = 3  # a layer's package could not be imported: the platform uses the plain path for it
