@@ -28,6 +28,7 @@ from frazil.errors import BuildFailed, BuildTimedOut
 from frazil.sandbox.helper import rootfs, wire
 from frazil.sandbox.cgroups import CgroupBackend, CgroupError, Limits, scope_for
 from frazil.sandbox.probe import discover
+from frazil.sandbox.spawn import until_readable
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the folder holding frazil/
 BOOTSTRAP = ("import sys; sys.path.insert(0, {root!r}); "
@@ -239,14 +240,8 @@ class BuildBox:
 async def _receive(sock: socket.socket) -> dict:
     """The helper's one message: "ready" with the proxy socket (under "fds"), or "failed";
     {"type": "failed"} with a reason when the helper closed the socket without a word."""
-    loop = asyncio.get_running_loop()
     sock.setblocking(False)
-    readable = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
-    try:
-        await readable
-    finally:
-        loop.remove_reader(sock.fileno())
+    await until_readable(sock.fileno())
     data, fds = wire.recv(sock)
     if not data:
         return {"type": jail.FAILED, "error": "the sandbox helper exited before it was ready"}

@@ -48,6 +48,7 @@ from frazil.sandbox.hostpaths import HostPaths
 from frazil.sandbox.instance import IsolatedProcess
 from frazil.sandbox.launcher_client import LauncherClient
 from frazil.sandbox.prebuilt import GenericPool
+from frazil.sandbox.spawn import until_readable
 from frazil.settings import MB, Settings
 
 log = logging.getLogger(__name__)
@@ -172,16 +173,10 @@ async def _imported(proc: IsolatedProcess, timeout_s: float) -> None:
     (`zygote_child.become_runtime` with layers_first), and it stays unread on the channel for
     the runtime client that takes the instance. SandboxError when the instance ended first (an
     import failed: `_exited` then marks the layer unfit) or took longer than `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    readable = loop.create_future()
-    fd = proc.channel.fileno()
-    loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
     try:
-        await asyncio.wait_for(readable, timeout_s)
+        await until_readable(proc.channel.fileno(), timeout_s)
     except asyncio.TimeoutError:
         raise SandboxError(f"importing the layers' packages took more than {timeout_s:g} s") from None
-    finally:
-        loop.remove_reader(fd)
     if not proc.greeted():  # the channel's end: the instance exited
         raise SandboxError("the instance ended while importing the layers' packages")
 

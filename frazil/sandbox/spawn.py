@@ -1,5 +1,6 @@
 """Starting a runtime process with the fd layout every sandbox promises, and waiting for a
-child without a thread per child (a pidfd in the event loop)."""
+child without a thread per child (a pidfd in the event loop), or for a descriptor to have
+something to read (`until_readable`)."""
 from __future__ import annotations
 
 import asyncio
@@ -98,6 +99,18 @@ class ChildWaiter:
         except asyncio.TimeoutError:
             self.kill()
             return await asyncio.shield(self.exited)
+
+
+async def until_readable(fd: int, timeout_s: float | None = None) -> None:
+    """Until `fd` has something to read (data, or its end) or `timeout_s` has passed
+    (asyncio.TimeoutError), in the event loop; nothing is read."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+    try:
+        await asyncio.wait_for(readable, timeout_s)
+    finally:
+        loop.remove_reader(fd)
 
 
 def exit_info_from_status(status: int, oom_killed: bool = False) -> ExitInfo:
