@@ -90,7 +90,8 @@ def bounded(ranked: Sequence[T], load: Mapping[str, int], total: int, key: Calla
     if total < LOAD_FLOOR:
         return ranked  # the common case, and the warm path: nobody can be over the bound
     bound = max(LOAD_FLOOR, math.ceil(LOAD_FACTOR * (total + 1) / len(ranked)))
-    over = [node for node in ranked if load.get(key(node), 0) >= bound]
-    if not over:
-        return ranked
-    return [node for node in ranked if load.get(key(node), 0) < bound] + over
+    under: list[T] = []
+    over: list[T] = []
+    for node in ranked:
+        (over if load.get(key(node), 0) >= bound else under).append(node)
+    return under + over if over else ranked
