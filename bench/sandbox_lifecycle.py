@@ -20,7 +20,7 @@ an older tree, for before/after figures).
 Prints p50/p90/p99/max per phase, in milliseconds. The indented rows split create (isolated
 sandbox only): cgroup = make the cgroup and open its join files (platform), spawn = until the
 launcher or zygote answers with the pid, exec = until the child has entered the sandbox (its
-error pipe closed), specialize = until the launcher has attached the code.
+error pipe closed), specialize = the platform attaching the code and writing the go byte.
 """
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ async def main() -> None:
         phases: dict[str, list[float]] = {}
         paths: dict[str, int] = {}
         netns: dict[str, int] = {}
-        for name in ("  cgroup", "  spawn", "  exec", "  specialize", "    in the launcher", "create", "create to hello", "hello to ready",
+        for name in ("  cgroup", "  spawn", "  exec", "  specialize", "create", "create to hello", "hello to ready",
                      "create to ready", "ready to result", "create to result", "instance CPU", "destroy"):
             phases[name] = []
         try:
@@ -186,7 +186,6 @@ async def main() -> None:
                                 phases[f"  {key[:-3]}"].append(proc.stats[key])
                     if "specialize_ms" in proc.stats:
                         phases["  specialize"].append(proc.stats["specialize_ms"])
-                        phases["    in the launcher"].append(proc.stats["specialize_launcher_ms"])
                     phases["create"].append((t1 - t0) * 1000)
                     phases["create to hello"].append((t2 - t0) * 1000)
                     phases["hello to ready"].append((t3 - t2) * 1000)

@@ -49,7 +49,7 @@ class BuildPlan:
     """One instance to build.
 
     `code_dir` given: the launcher clones a child that mounts the code and layers and execs
-    the runtime. `code_dir` None: a generic instance, whose code the launcher attaches later.
+    the runtime. `code_dir` None: a generic instance, whose code the platform attaches later.
     `by_zygote`: forked by the Python zygote instead (always generic: the zygote cannot see
     host paths). A go pipe (`go`) for a zygote child and for a generic instance of a runtime
     that waits for one (Node, started with `GENERIC_FLAG` in `argv`): the runtime reads

@@ -1,20 +1,17 @@
 """Handing a generic instance over to a function: the platform opens read-only trees of the
-code and layer dirs, and the launcher attaches them inside the instance, from outside (the
-security argument is in `frazil.sandbox.helper.specialize`).
+code and layer dirs and attaches them inside the instance itself (`frazil.sandbox.attach`,
+which also says why that is safe), then lets the instance go on.
 
-Two ways, by what the instance waits for:
+Every way is synchronous, from the event loop thread, and waits for no other process:
 - an instance with a go pipe (a zygote child; a pre-started Node runtime) reads "init" only
-  once the launcher has written its go byte, after the mounts: the request is sent and not
-  waited for (`send_code`), so create() returns at once and the caller's hello/init exchange
-  overlaps the launcher's work;
+  once it got its go byte, written right after the attach (`take_ready`, `give_code`);
 - any other generic instance (a Python runtime exec'd without the zygote) reads "init"
-  whenever it comes, so the answer is waited for before create() returns (`give_code`).
-A zygote child may also be given its layers first (`give_layers`: it imports their packages,
-see layer_ready.py) and, once taken, its code alone (`take_ready` with ATTACH_CODE).
-Error policy: an instance that could not be given its code is killed or destroyed, never
-handed over; a failure known before create() returns raises SandboxError (the caller then
-makes an instance another way), one answered later kills the instance (its caller sees it
-die at init); a launcher that dies before answering leaves it to its go pipe (`_specialized`).
+  whenever it comes: it is attached before create() returns, so before any "init" is sent;
+- a zygote child may also be given its layers first (`give_layers`: it imports their
+  packages, see layer_ready.py) and, once taken, its code alone (`take_ready` with ATTACH_CODE).
+Error policy: an instance that could not be given its code is destroyed, never handed over;
+the failure raises SandboxError (`give_code`, `give_layers`) or makes `take_ready` return
+None, and the caller makes an instance another way.
 """
 from __future__ import annotations
 
@@ -23,13 +20,12 @@ import logging
 import os
 import time
 
+from frazil.sandbox.attach import ATTACH_ALL, ATTACH_LAYERS, AttachError, MountAttacher
 from frazil.sandbox.base import InstanceShape, SandboxError
 from frazil.sandbox.helper.enter import readonly_tree
-from frazil.sandbox.helper.specialize import ATTACH_ALL, ATTACH_LAYERS
+from frazil.sandbox.helper.wire import GO, IMPORT_LAYERS
 from frazil.sandbox.instance import IsolatedProcess
-from frazil.sandbox.launcher_client import LauncherClient, LauncherError, LauncherGone
 from frazil.sandbox.prebuilt import GenericPool
-from frazil.sandbox.supervisor import LauncherSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +33,20 @@ log = logging.getLogger(__name__)
 class Handover:
     """Gives generic instances their code, for one sandbox. Event loop thread only."""
 
-    def __init__(self, supervisor: LauncherSupervisor):
-        self._supervisor = supervisor
+    def __init__(self, template_roots: set[int]):
+        # Mount ids of the root of every launcher's template: no instance's (see attach.py).
+        self._template_roots = template_roots
+        self.attacher: MountAttacher | None = None  # made by start(), on the event loop thread
         self._destroying: set[asyncio.Future] = set()  # destroys in the background, awaited at close
 
-    def take_ready(self, launcher: LauncherClient, generics: GenericPool, shape: InstanceShape, code_dir: str,
-                   layer_dirs: list[str], attach: str = ATTACH_ALL) -> IsolatedProcess | None:
-        """A ready generic instance of `shape` with a go pipe from `generics`, its code on the
-        way (`send_code`), without a single suspension; None when there is none or it could
-        not be used. `attach` ATTACH_CODE: the instance has its layers already (`give_layers`)."""
+    def start(self) -> None:
+        self.attacher = MountAttacher()
+
+    def take_ready(self, generics: GenericPool, shape: InstanceShape, code_dir: str, layer_dirs: list[str],
+                   attach: str = ATTACH_ALL) -> IsolatedProcess | None:
+        """A ready generic instance of `shape` with a go pipe from `generics`, given its code
+        and let go, without a single suspension; None when there is none or it could not be
+        used. `attach` ATTACH_CODE: the instance has its layers already (`give_layers`)."""
         if generics.ready_count(shape) == 0:
             return None
         trees = open_trees(code_dir, layer_dirs)  # before the take: a bad dir wastes no instance
@@ -54,8 +55,8 @@ class Handover:
             if proc is None:
                 return None
             try:
-                self.send_code(launcher, proc, trees, attach)
-            except SandboxError as exc:  # e.g. the launcher went just now: the slow path copes
+                self._attach(proc, trees, attach)
+            except SandboxError as exc:
                 log.warning("a generic %s instance could not be used: %s", shape.runtime.name, exc)
                 self._destroy_soon(proc)
                 return None
@@ -63,73 +64,48 @@ class Handover:
             _close_all(trees)
         return proc
 
-    async def give_code(self, proc: IsolatedProcess, code_dir: str, layer_dirs: list[str]) -> None:
-        """Have the launcher attach the code and layers to a generic instance, and wait for
-        its answer (also for one with a go pipe, `send_code`): this is create()'s slow path,
-        and a launcher that dies now must fail the create - which is then retried on a new
-        launcher - not the instance's first invocation."""
-        if proc.pidfd is None or proc.exited:
-            raise SandboxError(f"the generic instance exited ({proc.exit_info().describe()})")
-        launcher = await self._supervisor.running()
+    def give_code(self, proc: IsolatedProcess, code_dir: str, layer_dirs: list[str]) -> None:
+        """Attach the code and layers to a generic instance taken from the pool or just made
+        (create()'s slow path), and let it go if it waits for its go byte."""
         trees = open_trees(code_dir, layer_dirs)
         try:
-            if proc.go_fd is not None:
-                sending = self.send_code(launcher, proc, trees)  # notes its times itself
-                started = None
-            else:
-                started = time.perf_counter()
-                try:
-                    sending = launcher.specialize_nowait(_request(proc, trees), [proc.pidfd, *trees])
-                except LauncherError as exc:
-                    raise SandboxError(f"could not give the instance its code: {exc}") from exc
-        finally:
-            _close_all(trees)  # in flight, the kernel holds them for the launcher
-        try:
-            inside_us = await sending
-        except LauncherError as exc:
-            raise SandboxError(f"could not give the instance its code: {exc}") from exc
-        if started is not None:
-            _note_specialized(proc, started, inside_us)
-
-    async def give_layers(self, proc: IsolatedProcess, layer_dirs: list[str]) -> None:
-        """Have the launcher attach only the layers to a generic zygote child, which then
-        imports their packages and waits for its code (`take_ready` with ATTACH_CODE). Our end
-        of the go pipe stays open for that."""
-        if proc.pidfd is None or proc.exited or proc.go_fd is None:
-            raise SandboxError("the generic instance exited or has no go pipe")
-        launcher = await self._supervisor.running()
-        trees = open_trees(layer_dirs[0], layer_dirs[1:])
-        try:
-            reply = launcher.specialize_nowait({"pid": proc.pid, "trees": len(trees), "go": True,
-                                                "attach": ATTACH_LAYERS}, [proc.pidfd, proc.go_fd, *trees])
-        except LauncherError as exc:
-            raise SandboxError(f"could not give the instance its layers: {exc}") from exc
+            self._attach(proc, trees, ATTACH_ALL)
         finally:
             _close_all(trees)
+
+    def give_layers(self, proc: IsolatedProcess, layer_dirs: list[str]) -> None:
+        """Attach only the layers to a generic zygote child, which then imports their packages
+        and waits for its code (`take_ready` with ATTACH_CODE). Our end of the go pipe stays
+        open for that."""
+        if proc.go_fd is None:
+            raise SandboxError("the generic instance has no go pipe")
+        trees = open_trees(layer_dirs[0], layer_dirs[1:])
         try:
-            await reply
-        except LauncherError as exc:
-            raise SandboxError(f"could not give the instance its layers: {exc}") from exc
+            self._attach(proc, trees, ATTACH_LAYERS)
+        finally:
+            _close_all(trees)
 
-    def send_code(self, launcher: LauncherClient, proc: IsolatedProcess, trees: list[int],
-                  attach: str = ATTACH_ALL) -> asyncio.Future:
-        """Send the specialize request for an instance with a go pipe, now, and do not wait.
-
-        The go pipe's write end travels with the request; ours is closed right away, so if
-        the launcher fails or dies before writing, the child reads EOF and its runtime ends.
-        A failed answer also kills the instance: its caller then sees it die at init."""
+    def _attach(self, proc: IsolatedProcess, trees: list[int], attach: str) -> None:
+        """Attach `trees` to `proc` and write its go byte: IMPORT_LAYERS after its layers
+        (our end of the pipe stays open), else GO (our end is closed: the pipe has done its
+        job, and an instance whose attach failed reads its end and exits)."""
+        if self.attacher is None:
+            raise SandboxError("the sandbox is not started")
         if proc.pidfd is None or proc.exited:
             raise SandboxError(f"the generic instance exited ({proc.exit_info().describe()})")
         started = time.perf_counter()
         try:
-            reply = launcher.specialize_nowait(_request(proc, trees, go=True, attach=attach),
-                                               [proc.pidfd, proc.go_fd, *trees])
-        except LauncherError as exc:
+            self.attacher.attach(proc.pidfd, trees, attach, self._template_roots)
+            if proc.go_fd is not None:
+                os.write(proc.go_fd, IMPORT_LAYERS if attach == ATTACH_LAYERS else GO)
+        except AttachError as exc:
             raise SandboxError(f"could not give the instance its code: {exc}") from exc
+        except OSError as exc:  # the go pipe: the instance exited just now
+            raise SandboxError(f"the generic instance exited ({exc.strerror})") from exc
         finally:
-            proc.close_go()
-        reply.add_done_callback(lambda f, proc=proc: _specialized(f, proc, started))
-        return reply
+            if attach != ATTACH_LAYERS:
+                proc.close_go()
+        proc.stats["specialize_ms"] = (time.perf_counter() - started) * 1000
 
     def _destroy_soon(self, proc: IsolatedProcess) -> None:
         task = asyncio.ensure_future(proc.destroy())
@@ -139,10 +115,13 @@ class Handover:
     async def close(self) -> None:
         """Wait for the destroys started in the background."""
         await asyncio.gather(*self._destroying, return_exceptions=True)
+        if self.attacher is not None:
+            self.attacher.close()
+            self.attacher = None
 
 
 def open_trees(code_dir: str, layer_dirs: list[str]) -> list[int]:
-    """Detached read-only clones of the code and layer dirs (host paths), for the launcher."""
+    """Detached read-only clones of the code and layer dirs (host paths), for `attach`."""
     trees: list[int] = []
     try:
         for path in (code_dir, *layer_dirs):
@@ -156,30 +135,3 @@ def open_trees(code_dir: str, layer_dirs: list[str]) -> list[int]:
 def _close_all(fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
-
-
-def _request(proc: IsolatedProcess, trees: list[int], go: bool = False, attach: str = ATTACH_ALL) -> dict:
-    return {"pid": proc.pid, "trees": len(trees), "go": go, "attach": attach}
-
-
-def _specialized(reply: asyncio.Future, proc: IsolatedProcess, started: float) -> None:
-    """The launcher's answer to `send_code`. An instance with a go pipe runs from the go byte
-    on, which the launcher writes last, before its answer: when the launcher died without
-    answering, the instance either has its code and runs (it must not be killed: its first
-    invocation may already be under way) or never got the byte and ends by itself on the
-    pipe's EOF (no other process holds its write end). Only an answered failure or a
-    launcher that stopped answering kills it."""
-    error = "cancelled" if reply.cancelled() else reply.exception()
-    if error is None:
-        _note_specialized(proc, started, reply.result())
-    elif isinstance(error, LauncherGone):
-        log.info("the launcher exited before confirming instance %s's code: it runs if it got "
-                 "its go byte, else it exits on the go pipe's end", proc.instance_id)
-    else:
-        log.warning("instance %s could not be given its code, killed: %s", proc.instance_id, error)
-        proc.kill()
-
-
-def _note_specialized(proc: IsolatedProcess, started: float, inside_us: float) -> None:
-    proc.stats["specialize_ms"] = (time.perf_counter() - started) * 1000
-    proc.stats["specialize_launcher_ms"] = inside_us / 1000

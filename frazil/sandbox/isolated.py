@@ -20,7 +20,7 @@ Creating one instance (`create`), fastest path first (`CreatePath`):
             given its code (`handover`); it waits for its go byte before reading "init"
             (a zygote child, a Node runtime), so create() returns without waiting.
   zygote    (Python, none ready) the zygote forks a generic instance now, which is given
-            its code as above, create() waiting for the launcher's answer. A create that fails
+            its code as above. A create that fails
             because the launcher or the zygote died is retried once on new ones.
   exec      (Node, none ready; or Python without a zygote) the launcher clones a child that
             enters the sandbox with the code mounted and execs the runtime.
@@ -97,7 +97,7 @@ class IsolatedSandbox(Sandbox):
         self.builder = InstanceBuilder(self.cgroups, self.uids, self.supervisor,
                                        on_spawned=self.table.add, on_destroyed=self._forget,
                                        freeze_idle=settings.sandbox_freeze_idle, netns=self.netns)
-        self.handover = Handover(self.supervisor)
+        self.handover = Handover(self.supervisor.template_roots)
         self.generics = GenericPool(self._build_generic, cap=GENERIC_CAP, delay_s=REFILL_DELAY_S,
                                     idle_ttl_s=settings.keep_alive_s, window_s=settings.sandbox_prebuilt_window_s,
                                     budget_mb=settings.sandbox_prebuilt_memory_mb,
@@ -137,6 +137,7 @@ class IsolatedSandbox(Sandbox):
         layout = self.paths.prepare()
         self._limit_io(layout)
         await self.supervisor.start(layout, str(self.paths.mountpoint))
+        self.handover.start()
         self.netns.start()
         self.generics.start()
         self.layer_ready.pool.start()
@@ -235,17 +236,16 @@ class IsolatedSandbox(Sandbox):
 
     def _create_prebuilt(self, spec: SandboxSpec) -> IsolatedProcess | None:
         """The fast path: a ready generic instance of the spec's shape that waits for its go
-        byte, its code sent in the background; None when there is none (or no launcher right now)."""
-        launcher = self.launcher
-        if not self.started or self._closing or launcher is None or not launcher.alive:
+        byte, given its code at once; None when there is none."""
+        if not self.started or self._closing:
             return None
         started = time.perf_counter()
         _, code_dir, layer_dirs = self.paths.resolve(spec)
         self.table.check_new_id(spec.instance_id)
         shape = InstanceShape.of(spec)
-        proc, path = self.layer_ready.take(launcher, spec, code_dir), CreatePath.LAYER
+        proc, path = self.layer_ready.take(spec, code_dir), CreatePath.LAYER
         if proc is None:
-            proc, path = self.handover.take_ready(launcher, self.generics, shape, code_dir, layer_dirs), CreatePath.PREBUILT
+            proc, path = self.handover.take_ready(self.generics, shape, code_dir, layer_dirs), CreatePath.PREBUILT
         if proc is None:
             return None
         return self._created(proc, spec, shape, layer_dirs, path, started)
@@ -284,7 +284,7 @@ class IsolatedSandbox(Sandbox):
         proc = self.generics.take(shape)
         if proc is not None:
             try:
-                await self.handover.give_code(proc, code_dir, layer_dirs)
+                self.handover.give_code(proc, code_dir, layer_dirs)
                 return proc, CreatePath.PREBUILT
             except SandboxError as exc:  # e.g. it died just now: make one below
                 log.warning("a generic %s instance could not be used: %s", spec.runtime.name, exc)
@@ -293,7 +293,7 @@ class IsolatedSandbox(Sandbox):
         if await self.supervisor.zygote_for(spec.runtime):
             proc = await self.builder.build(BuildPlan(shape, name, argv, by_zygote=True))
             try:
-                await self.handover.give_code(proc, code_dir, layer_dirs)
+                self.handover.give_code(proc, code_dir, layer_dirs)
             except BaseException:
                 await proc.destroy()
                 raise

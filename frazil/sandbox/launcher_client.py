@@ -72,30 +72,6 @@ class _Peer:
         finally:
             self._pending.pop(request_id, None)
 
-    def request_nowait(self, message: dict, fds: list[int], timeout_s: float) -> asyncio.Future:
-        """Send now, without suspending; the future gets the reply (or LauncherError).
-        When the socket is full the send is retried from a task, on duplicates of `fds`,
-        so the caller may close its descriptors as soon as this returns."""
-        if self._sock is None:
-            raise LauncherGone(f"the sandbox {self.name} is not running")
-        self._next_id += 1
-        request_id = self._next_id
-        future = self._loop.create_future()
-        self._pending[request_id] = future
-        data = json.dumps({**message, "id": request_id}).encode()
-        try:
-            socket.send_fds(self._sock, [data], fds)
-        except BlockingIOError:
-            copies = [os.dup(fd) for fd in fds]
-            sending = asyncio.ensure_future(self._send(data, copies))
-            sending.add_done_callback(lambda t: _closed(copies, t, future))
-        except (BrokenPipeError, ConnectionResetError):
-            self.gone()
-        timer = self._loop.call_later(timeout_s, _expire, future, f"the sandbox {self.name} did not answer "
-                                                                  f"within {timeout_s:g} s")
-        future.add_done_callback(lambda _: (timer.cancel(), self._pending.pop(request_id, None)))
-        return future
-
     async def _send(self, data: bytes, fds: list[int]) -> None:
         while True:
             if self._sock is None:
@@ -158,18 +134,6 @@ class _Peer:
                 future.set_exception(LauncherGone(f"the sandbox {self.name} exited"))
         if self.ready.done() and not self.ready.cancelled():
             self.ready.exception()  # mark retrieved
-
-
-def _expire(future: asyncio.Future, message: str) -> None:
-    if not future.done():
-        future.set_exception(LauncherError(message))
-
-
-def _closed(fds: list[int], sending: asyncio.Future, future: asyncio.Future) -> None:
-    for fd in fds:
-        os.close(fd)
-    if not sending.cancelled() and sending.exception() is not None and not future.done():
-        future.set_exception(sending.exception())
 
 
 class LauncherClient:
@@ -266,38 +230,6 @@ class LauncherClient:
         if not await self.zygote_ready():
             raise LauncherError(f"no Python zygote: {self.zygote_error}")
         return await self._spawn(self._zygote, request, fds, timeout_s)
-
-    def specialize_nowait(self, request: dict, fds: list[int], timeout_s: float = 10.0) -> asyncio.Future:
-        """Like `specialize`, sent at once without suspending; the future resolves to the
-        launcher's own time (microseconds) or raises LauncherError."""
-        if self._launcher is None:
-            raise LauncherGone("the sandbox launcher is not running")
-        reply = self._launcher.request_nowait({**request, "type": wire.SPECIALIZE}, fds, timeout_s)
-        result = self._loop.create_future()
-
-        def done(f: asyncio.Future) -> None:
-            if result.done():
-                return
-            if f.cancelled() or f.exception() is not None:
-                result.set_exception(f.exception() if not f.cancelled() else LauncherError("cancelled"))
-            elif f.result().get("type") != wire.SPECIALIZED:
-                result.set_exception(LauncherError(f.result().get("error") or f"unexpected reply {f.result()}"))
-            else:
-                result.set_result(float(f.result().get("us", 0.0)))
-
-        reply.add_done_callback(done)
-        return result
-
-    async def specialize(self, request: dict, fds: list[int], timeout_s: float = 10.0) -> float:
-        """Have the launcher attach code and layers to a generic instance (fds: its pidfd,
-        and the write end of its go pipe if it has one); returns how long the launcher
-        itself took (microseconds)."""
-        if self._launcher is None:
-            raise LauncherGone("the sandbox launcher is not running")
-        reply = await self._launcher.request({**request, "type": wire.SPECIALIZE}, fds, timeout_s)
-        if reply.get("type") != wire.SPECIALIZED:
-            raise LauncherError(reply.get("error") or f"unexpected reply {reply}")
-        return float(reply.get("us", 0.0))
 
     @staticmethod
     async def _spawn(peer: _Peer | None, request: dict, fds: list[int], timeout_s: float) -> int:

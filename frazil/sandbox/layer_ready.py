@@ -3,7 +3,7 @@ theirs, so that a cold start of a function with that layer pays neither the inte
 the imports (issue 15: numpy ~0.3 s, pandas ~1.5 s of a cold start on the plain path).
 
 How one is made: a generic zygote child (see prebuilt.py) is given only its layers, read-only
-at /layers/N, by the launcher (`Handover.give_layers`); it imports the top-level packages that
+at /layers/N (`Handover.give_layers`); it imports the top-level packages that
 the layers' distributions declare (`zygote_child.import_layers`, names from
 `helper.toplevel`) under the function's environment (`send_environment`: a package may read
 a setting such as OMP_NUM_THREADS at import) and waits for its code. A cold start of a
@@ -11,7 +11,7 @@ function with exactly those layers (same dirs, same order: a layer is content-ad
 functions with the same dependency manifest share it), the same environment and the same
 shape takes one and is given only its code (ATTACH_CODE). It is an ordinary sandboxed
 instance throughout: the package code runs unprivileged, in the instance that the function
-will get, never in a process that forks other instances (see specialize.py for why the
+will get, never in a process that forks other instances (see attach.py for why the
 second attach is as safe as the first).
 
 Why not a zygote that forks from imported packages (SOCK's package cache): a fork that lands
@@ -40,13 +40,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from frazil.sandbox.attach import ATTACH_CODE
 from frazil.sandbox.base import InstanceShape, SandboxError, SandboxSpec
 from frazil.sandbox.handover import Handover
-from frazil.sandbox.helper.specialize import ATTACH_CODE
 from frazil.sandbox.helper.zygote_child import ENV_LENGTH, EXIT_LAYER_UNFIT, MAX_ENV_JSON
 from frazil.sandbox.hostpaths import HostPaths
 from frazil.sandbox.instance import IsolatedProcess
-from frazil.sandbox.launcher_client import LauncherClient
 from frazil.sandbox.prebuilt import GenericPool
 from frazil.sandbox.spawn import until_readable
 from frazil.settings import MB, Settings
@@ -65,7 +64,8 @@ class LayerReady:
 
     def __init__(self, settings: Settings, build_generic: Callable[..., Awaitable[IsolatedProcess]],
                  handover: Handover, paths: HostPaths, delay_s: float):
-        self.budget_mb = settings.sandbox_layer_prebuilt_mb
+        # Only zygote children can wait for their layers before their code: none without a zygote.
+        self.budget_mb = settings.sandbox_layer_prebuilt_mb if settings.sandbox_zygote else 0
         # async (shape without layers, layers_first=True) -> a generic zygote child
         self._build_generic = build_generic
         self._handover = handover
@@ -89,12 +89,12 @@ class LayerReady:
         shape = InstanceShape.of(spec).with_layers(spec.layer_dirs, spec.env)
         return None if shape.layers in self.unfit else shape
 
-    def take(self, launcher: LauncherClient, spec: SandboxSpec, code_dir: str) -> IsolatedProcess | None:
+    def take(self, spec: SandboxSpec, code_dir: str) -> IsolatedProcess | None:
         """A ready instance for `spec`, its code on the way; None when there is none."""
         shape = self.shape_for(spec)
         if shape is None:
             return None
-        proc = self._handover.take_ready(launcher, self.pool, shape, code_dir, [], attach=ATTACH_CODE)
+        proc = self._handover.take_ready(self.pool, shape, code_dir, [], attach=ATTACH_CODE)
         if proc is not None:
             self._taken.add(proc.pid)
             self._measure(shape, proc)
@@ -144,7 +144,7 @@ class LayerReady:
             raise SandboxError("no Python zygote: instances cannot import layers ahead of their code")
         proc.on_exit(lambda: self._exited(shape, proc))
         try:
-            await self._handover.give_layers(proc, layer_dirs)
+            self._handover.give_layers(proc, layer_dirs)
             send_environment(proc, dict(shape.env))
             await _imported(proc, IMPORT_TIMEOUT_S)
         except BaseException:
@@ -182,8 +182,8 @@ async def _imported(proc: IsolatedProcess, timeout_s: float) -> None:
 
 
 def send_environment(proc: IsolatedProcess, env: dict[str, str]) -> None:
-    """Give a zygote child that was given its layers (the launcher wrote IMPORT_LAYERS before
-    it answered) the function's environment, which it sets before it imports them
+    """Give a zygote child that was given its layers (`Handover.give_layers` wrote IMPORT_LAYERS
+    on the go pipe) the function's environment, which it sets before it imports them
     (`zygote_child.read_environment`): a length and JSON, on our end of its go pipe. A
     function's environment is at most a few KB (frazil.deploy.config.MAX_ENV_BYTES), far below
     a pipe's buffer: the write never blocks."""

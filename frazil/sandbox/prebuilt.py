@@ -1,6 +1,6 @@
 """Generic instances built ahead of time, per shape (runtime + tier limits), so that a cold
 create() only specializes one: its code appears at /code and the runtime goes on with
-hello/init (see `frazil.sandbox.helper.specialize`).
+hello/init (see `frazil.sandbox.attach`).
 
 A generic instance has gone through everything but the code: its own cgroup with the tier's
 limits, namespaces, /tmp, /proc, uid, Landlock, seccomp; a Python one is a zygote child

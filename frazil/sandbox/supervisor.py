@@ -30,6 +30,7 @@ class LauncherSupervisor:
     def __init__(self, use_zygote: bool):
         self.use_zygote = use_zygote
         self.launcher: LauncherClient | None = None  # the current one (alive or not); None before start
+        self.template_roots: set[int] = set()  # the root mount id of every launcher's template
         self._config: dict | None = None
         self._lock = asyncio.Lock()  # held while a dead launcher is replaced
         self._closing = False
@@ -53,6 +54,7 @@ class LauncherSupervisor:
                  info["setup_ms"], info["netns"], info["filter_len"],
                  ", Python zygote" if launcher.zygote_pid else "")
         self.launcher = launcher
+        self.template_roots.add(int(info["template_root"]))
 
     async def running(self) -> LauncherClient:
         """The launcher, restarted once if it (or the zygote) died; instances it made live on."""

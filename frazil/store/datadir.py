@@ -13,7 +13,7 @@ admin key and every uploaded bundle. So:
 
 What still works under a 0700 data dir, and why:
 - instances read their code and layers through detached mounts that the sandbox opens as root
-  (open_tree, frazil/sandbox/specialize.py): only the code and layer directories themselves
+  (open_tree, frazil/sandbox/attach.py): only the code and layer directories themselves
   must be readable by others (`IsolatedSandbox._readable_dir`), not their ancestors;
 - dependency builds run as an unprivileged user in a throwaway folder outside the data dir,
   with the data dir hidden (frazil/build/layers.py); only root renames the result into place.

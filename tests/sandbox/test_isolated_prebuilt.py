@@ -19,8 +19,8 @@ import pytest
 from frazil.runtimes import GENERIC_FLAG, NODE, PYTHON
 from frazil.sandbox.helper import enter, launcher
 from frazil.sandbox.base import InstanceShape, SandboxSpec
-from frazil.sandbox.handover import _specialized
-from frazil.sandbox.launcher_client import LauncherError, LauncherGone
+from frazil.sandbox.attach import ATTACH_ALL, AttachError
+from frazil.sandbox.base import SandboxError
 from frazil.settings import Settings
 from tests.conftest import alive
 from tests.sandbox.conftest import CREATION_PATHS, RuntimeClient, instance_cgroups
@@ -46,18 +46,22 @@ def generic_pids(sandbox) -> set[int]:
 
 
 class TestSpecialization:
-    async def test_a_launcher_dying_before_its_confirmation_leaves_the_instance(self, instance):
-        """The rule `send_code`'s answer follows (`handover._specialized`): the launcher gone
-        without an answer leaves a started instance running; an answered failure kills it."""
-        loop = asyncio.get_running_loop()
-        survivor, victim = await instance(), await instance()
-        for client, error in ((survivor, LauncherGone("the sandbox launcher exited")),
-                              (victim, LauncherError("MountError: refused"))):
-            answer = loop.create_future()
-            answer.set_exception(error)
-            _specialized(answer, client.proc, time.perf_counter())
-        assert await survivor.run("result = 'alive'") == "alive"
-        await poll(lambda: victim.proc.exited or not alive(victim.proc.pid), 5, "the refused instance to be killed")
+    async def test_a_prebuilt_cold_start_needs_no_launcher(self, sandbox, spec_factory, code_factory):
+        """The platform attaches the code itself (`frazil.sandbox.attach`): with the launcher
+        dead, a ready generic instance is still given its function and runs it."""
+        await sandbox.generics.settled()
+        launcher_pid = sandbox.launcher.pid
+        os.kill(launcher_pid, signal.SIGKILL)
+        await poll(lambda: not sandbox.launcher.alive, 5, "the launcher's death to be seen")
+        code = code_factory({"index.py": "def main(event, context):\n    return 'no launcher'\n"})
+        proc = sandbox._create_prebuilt(spec_factory(code_dir=code))
+        assert proc is not None and proc.stats["path"] == "prebuilt"
+        try:
+            client = RuntimeClient(proc)
+            await client.start()
+            assert (await client.invoke({}))["result"] == "no launcher"
+        finally:
+            await proc.destroy()
 
     async def test_each_instance_gets_exactly_its_own_code(self, sandbox, spec_factory, code_factory):
         await sandbox.generics.settled()
@@ -133,21 +137,22 @@ class TestSpecialization:
         finally:
             await proc.destroy()
 
-    async def test_the_launcher_refuses_a_namespace_that_is_not_an_instances(self, sandbox, code_factory):
+    async def test_a_namespace_that_is_not_an_instances_is_refused(self, sandbox, code_factory):
         """Attaching code in the template (the zygote lives there) or in the host namespace
-        would show it to others: the launcher refuses both."""
+        would show it to others: both are refused, and the platform stays in its own."""
         launcher = sandbox.launcher
         await launcher.zygote_ready()
+        own_namespace, cwd = os.readlink("/proc/thread-self/ns/mnt"), os.getcwd()
         for pid in (launcher.zygote_pid, os.getpid()):
             pidfd = os.pidfd_open(pid)
             tree = enter.readonly_tree(str(code_factory()))
             try:
-                with pytest.raises(LauncherError, match="refused"):
-                    await launcher.specialize({"pid": pid, "trees": 1}, [pidfd, tree])
+                with pytest.raises(AttachError, match="refused"):
+                    sandbox.handover.attacher.attach(pidfd, [tree], ATTACH_ALL, sandbox.supervisor.template_roots)
             finally:
                 os.close(tree)
                 os.close(pidfd)
-        assert sandbox.launcher.alive
+            assert (os.readlink("/proc/thread-self/ns/mnt"), os.getcwd()) == (own_namespace, cwd)
 
     @pytest.mark.parametrize("runtime", [PYTHON, pytest.param(NODE, marks=pytest.mark.skipif(
         shutil.which("node") is None, reason="Node.js is not installed on this host"))], ids=lambda r: r.language)
@@ -158,9 +163,10 @@ class TestSpecialization:
         await poll(lambda: any(p.greeted() for p in sandbox.generics.ready(shape)), 30, "a runtime's hello")
         proc = sandbox.generics.take(shape, with_go=True)  # one that said hello (take prefers those)
         client = RuntimeClient(proc)
-        not_a_tree = os.open(str(code_factory()), os.O_RDONLY | os.O_DIRECTORY)
+        not_a_tree = os.open(str(code_factory()), os.O_RDONLY | os.O_DIRECTORY)  # move_mount refuses it
         try:
-            sandbox.handover.send_code(sandbox.launcher, proc, [not_a_tree])
+            with pytest.raises(SandboxError, match="could not give the instance its code"):
+                sandbox.handover._attach(proc, [not_a_tree], ATTACH_ALL)
         finally:
             os.close(not_a_tree)
         assert (await client.recv())["type"] == "hello"
@@ -171,8 +177,8 @@ class TestSpecialization:
         except (BrokenPipeError, ConnectionResetError):  # killed before "init" was sent, or with it unread
             reply = None
         assert reply is None  # no "ready": the runtime ended without its code
-        info = await proc.wait()  # killed by the platform, or ended by the go pipe's EOF first
-        assert info.signal == signal.SIGKILL or info.exit_code == 0, info
+        info = await proc.wait()  # ended by the go pipe's EOF
+        assert info.exit_code == 0, info
         await proc.destroy()
 
 

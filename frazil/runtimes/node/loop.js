@@ -27,7 +27,7 @@ const CHANNEL_FD = 3;
 // argv[2] of a generic instance (frazil.runtimes.GENERIC_FLAG): warm up, say hello, await GO_FD
 const GENERIC_FLAG = '--generic';
 const GO_FD = 4; // frazil.sandbox.helper.enter.GO_FD
-const GO = 0x31; // the byte the launcher writes once the code is in place (specialize.GO: '1')
+const GO = 0x31; // the byte the platform writes once the code is in place (wire.GO: '1')
 const DEFAULT_MAX_RESULT_BYTES = 6 * 1024 * 1024;
 const SDK_DIR = path.join(__dirname, 'frazil-sdk');
 
@@ -512,7 +512,7 @@ function socketPair(where) {
 
 /**
  * A generic instance (started before its function is known) waits, after its hello, until
- * the launcher has attached the code: one byte on GO_FD, or EOF if it gave up (then this
+ * the platform has attached the code: one byte on GO_FD, or EOF if it gave up (then this
  * runtime ends). The descriptor is closed before anything reads "init", so no function
  * code ever sees it. The read blocks the thread: there is nothing else to do meanwhile.
  */
@@ -527,7 +527,7 @@ function awaitGo() {
     }
   }
   fs.closeSync(GO_FD);
-  if (got !== 1 || byte[0] !== GO) process.exit(0); // the launcher gave up: no code, no function
+  if (got !== 1 || byte[0] !== GO) process.exit(0); // the platform gave up: no code, no function
 }
 
 function main(generic) {

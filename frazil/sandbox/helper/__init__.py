@@ -9,11 +9,10 @@ starts fast and shares as little as possible with the platform; tests/sandbox/
 test_helper_imports.py enforces it. The platform may import from here (constants, the wire,
 `enter.readonly_tree`); nothing here may import from the platform's side.
 
-  launcher.py    the launcher: prepares once, then serves "spawn" and "specialize"
+  launcher.py    the launcher: prepares once, then serves "spawn"
   zygote.py      the Python zygote: forks instances that already imported the runtime loop
   zygote_child.py  a zygote's child, from its sandboxed fork to the runtime (and its warm-up)
   enter.py       the steps from clone to exec of one instance, in order
-  specialize.py  attaching a function's code to a generic instance, from outside
   rootfs.py      the read-only template root every instance starts from
   seccomp.py     the system call filter
   landlock.py    scoping of signals and abstract sockets

@@ -50,8 +50,8 @@ Any failure writes "<step>: <error>" to the error pipe and exits 127; a successf
 closes the error pipe (close-on-exec), which is how the platform learns it worked.
 
 A generic instance (`Plan.code_dir` None) is built before anyone knows which function it
-will run: /code and /layers/N stay empty mount points, and the launcher attaches the code
-later, from outside, once the instance is fully unprivileged (`frazil.sandbox.helper.specialize`).
+will run: /code and /layers/N stay empty mount points, and the platform attaches the code
+later, from outside, once the instance is fully unprivileged (`frazil.sandbox.attach`).
 
 PID 1: the runtime itself is PID 1 of its namespace; there is no separate init. That is
 free (no extra process or fork) and gives the lifetime we want: when the runtime exits, the
@@ -120,7 +120,7 @@ class Plan:
     uid: int
     gid: int
     code_dir: str | None  # host paths (resolved, absolute); None: a generic instance, whose
-    layer_dirs: tuple[str, ...]  # code and layers the launcher attaches later (specialize.py)
+    layer_dirs: tuple[str, ...]  # code and layers the platform attaches later (sandbox/attach.py)
     tmp_mb: int
     rlimits: tuple[tuple[int, int, int], ...]  # (resource.RLIMIT_*, soft, hard)
     hostname: str = rootfs.HOSTNAME

@@ -14,12 +14,10 @@ Right after preparing it clones the Python zygote (`frazil.sandbox.helper.zygote
 asks for one), also a child of the platform, and hands the platform the zygote's socket with
 its "ready" message: Python instances are then forked by the zygote, not exec'd here.
 
-Requests (the wire is in `frazil.sandbox.helper.wire`):
-- "spawn": clone an instance that execs its runtime (`enter.launch`); with a null code_dir
-  it is generic, its code comes later;
-- "specialize": attach a function's code and layers to a generic instance, from outside
-  (`frazil.sandbox.helper.specialize`, which says why that is safe).
-The launcher exits when the platform closes its end, and is SIGKILLed if the platform dies.
+Requests (the wire is in `frazil.sandbox.helper.wire`): "spawn" clones an instance that
+execs its runtime (`enter.launch`); with a null code_dir it is generic, and the platform
+attaches its code later (`frazil.sandbox.attach`). Its "ready" message names the mount id of
+the template's root ("template_root"), where the platform must never attach code. The launcher exits when the platform closes its end, and is SIGKILLed if the platform dies.
 
 Standard library only.
 """
@@ -37,12 +35,11 @@ from frazil.sandbox.helper import landlock, rootfs, wire, zygote
 from frazil.sandbox.helper import syscalls as sc
 from frazil.sandbox.helper.enter import Prepared, launch
 from frazil.sandbox.helper.seccomp import Filter
-from frazil.sandbox.helper.specialize import ATTACH_ALL, Home, specialize
 
 NETNS_PER_INSTANCE = "per-instance"
-# The launcher's nice value once it serves: every cold start of a pre-built instance waits for
-# it (the mounts and the go byte: ~0.1 ms of its CPU), and on a busy machine it would otherwise
-# wait its turn behind everything else at each request. Its children go back to 0 (enter.launch);
+# The launcher's nice value once it serves: every cold start that finds no instance ready waits
+# for it (and so does every refill of the pre-built pools), and on a busy machine it would
+# otherwise wait its turn behind everything else at each request. Its children go back to 0 (enter.launch);
 # the zygote, forked before, keeps 0.
 SERVING_NICE = -10
 
@@ -55,9 +52,9 @@ def main() -> None:
     zygote_sock = None
     try:
         prepared = prepare(config)
-        home = Home.here(prepared.template_fd)
         ready = {
             "type": wire.READY,
+            "template_root": root_mount_id(prepared.template_fd),
             "landlock_abi": landlock.abi_version(),
             "netns": NETNS_PER_INSTANCE,
             "filter_len": len(prepared.seccomp),
@@ -77,7 +74,7 @@ def main() -> None:
     wire.send(ctl, ready, [zygote_sock.fileno()] if zygote_sock is not None else ())
     if zygote_sock is not None:
         zygote_sock.close()  # the platform's now; ours would keep the zygote from seeing EOF
-    wire.serve(ctl, lambda msg, fds: handle(msg, fds, prepared, home))
+    wire.serve(ctl, lambda msg, fds: handle(msg, fds, prepared))
 
 
 def prepare(config: dict) -> Prepared:
@@ -142,7 +139,20 @@ def build_template(layout: rootfs.Layout, mountpoint: str) -> int:
         os.waitpid(pid, 0)
 
 
-def handle(msg: dict, fds: list[int], prepared: Prepared, home: Home) -> dict:
+def root_mount_id(mnt_ns_fd: int) -> int:
+    """The mount id of "/" in the mount namespace `mnt_ns_fd` (we come back to ours after)."""
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(mnt_ns_fd, sc.CLONE_NEWNS)
+        try:
+            return sc.mount_id("/")
+        finally:
+            sc.setns(own, sc.CLONE_NEWNS)
+    finally:
+        os.close(own)
+
+
+def handle(msg: dict, fds: list[int], prepared: Prepared) -> dict:
     request_id = msg.get("id")
     kind = msg.get("type")
     try:
@@ -152,14 +162,6 @@ def handle(msg: dict, fds: list[int], prepared: Prepared, home: Home) -> dict:
                 # (a generic runtime closes it before it reads "init": see runtimes.GENERIC_FLAG)
                 raise ValueError("a go descriptor is for generic instances; one with its code would keep it")
             return {"type": wire.SPAWNED, "id": request_id, "pid": launch(plan, prepared, child_fds)}
-        if kind == wire.SPECIALIZE:
-            go, trees = bool(msg.get("go")), int(msg.get("trees", 0))
-            if len(fds) != 1 + go + trees or trees < 1:
-                raise ValueError(f"a specialize request needs the instance's pidfd, [its go descriptor] and "
-                                 f"{trees} trees (1 at least), got {len(fds)} descriptors")
-            started = time.perf_counter()
-            specialize(home, fds[0], fds[1 + go:], fds[1] if go else None, msg.get("attach", ATTACH_ALL))
-            return {"type": wire.SPECIALIZED, "id": request_id, "us": round((time.perf_counter() - started) * 1e6)}
         raise ValueError(f"unknown request {kind!r}")
     except Exception as exc:  # a bad request, a failed clone or mount: the platform gets the reason
         return {"type": wire.ERROR, "id": request_id, "error": f"{type(exc).__name__}: {exc}"}

@@ -14,13 +14,9 @@ the platform may have many in flight.
                        (code_dir null: a generic instance, specialized later; "go" only for
                        one, "warm" and "layers_first" only for the zygote: see
                        zygote_child.py)
-  platform -> launcher {"type": "specialize", "id": N, "pid": P, "trees": T, "go": bool}
-                       fds: a pidfd of the instance, [the go pipe's write end,] T detached
-                       read-only trees: the code, then each layer (see specialize.py)
   helper -> platform  {"type": "ready", ...} once (the launcher's may carry the zygote's
                        socket as a descriptor), or {"type": "failed", "error": "..."}
-                      {"type": "spawned", "id": N, "pid": P} | {"type": "specialized", "id": N}
-                      | {"type": "error", "id": N, "error": "..."}
+                      {"type": "spawned", "id": N, "pid": P} | {"type": "error", "id": N, "error": "..."}
 A helper exits when the platform closes its end, and is SIGKILLed if the platform dies.
 
 Standard library only.
@@ -38,13 +34,14 @@ from frazil.sandbox.helper.enter import ChildFds, Plan
 CONTROL_FD = 3  # the launcher's socket, as it starts
 # message types
 SPAWN = "spawn"
-SPECIALIZE = "specialize"
 READY = "ready"
 FAILED = "failed"
 SPAWNED = "spawned"
-SPECIALIZED = "specialized"
 ERROR = "error"
 MAX_MESSAGE = 256 * 1024
+# The byte on a generic instance's go pipe (platform -> instance, `frazil.sandbox.handover`):
+GO = b"1"  # its code is attached: read "init"
+IMPORT_LAYERS = b"L"  # its layers are attached: import their packages, then wait for GO (zygote_child.await_go)
 MAX_FDS = 32
 
 Handler = Callable[[dict, list[int]], dict]

@@ -19,8 +19,8 @@ an exec'd instance goes through - cgroup join, namespaces (only an unshare: the 
 the template already), /tmp, /proc, rlimits, uid, capabilities, parent death signal,
 Landlock, seccomp, descriptors 0-3, everything else closed (the zygote's socket too) - and
 returns in it with the error pipe closed, which tells the platform it is sandboxed. No code
-is mounted: the zygote cannot see host paths; the launcher attaches the function's code from
-outside later (`frazil.sandbox.helper.specialize`). Only then, unprivileged, the child turns itself
+is mounted: the zygote cannot see host paths; the platform attaches the function's code from
+outside later (`frazil.sandbox.attach`). Only then, unprivileged, the child turns itself
 into what a fresh interpreter running the loop would be (`zygote_child.become_runtime`): CPython's own
 after-fork work (thread states, import lock, the at-fork hooks: `random` reseeds itself),
 garbage collection back on, argv (in Python and in /proc/PID/cmdline), environment, and

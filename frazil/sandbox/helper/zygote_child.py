@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from frazil.sandbox.helper.enter import GO_FD
 from frazil.sandbox.helper.rootfs import MAX_LAYERS, layer_dir
-from frazil.sandbox.helper.specialize import GO, IMPORT_LAYERS
+from frazil.sandbox.helper.wire import GO, IMPORT_LAYERS
 from frazil.sandbox.helper.toplevel import top_level_names
 
 
@@ -34,7 +34,7 @@ def become_runtime(loop, argv, env: dict, area: tuple[int, int], after_fork, *, 
     `warm`: an instance built ahead of time first runs the loop once on a throw-away channel.
     `layers_first`: then it waits for its dependency layers and imports them (`_layers_first`)
     before its hello, so that its hello tells the platform the imports are done.
-    `go`: after its hello, the loop waits for the go byte on GO_FD (the launcher writes it once
+    `go`: after its hello, the loop waits for the go byte on GO_FD (the platform writes it once
     the code is in place) before it reads "init"; EOF instead ends the runtime."""
     status = 1
     try:
@@ -62,7 +62,7 @@ def become_runtime(loop, argv, env: dict, area: tuple[int, int], after_fork, *, 
 
 
 def _await_go() -> bool:
-    """Wait until the launcher has attached the code (one byte) or given up (EOF); the
+    """Wait until the platform has attached the code (one byte) or given up (EOF); the
     descriptor is closed either way, before any function code can run."""
     try:
         return os.read(GO_FD, 1) == GO
@@ -71,7 +71,7 @@ def _await_go() -> bool:
 
 
 def _layers_first() -> bool:
-    """Wait for the dependency layers alone (the launcher attaches them and writes
+    """Wait for the dependency layers alone (the platform attaches them and writes
     IMPORT_LAYERS), then the function's environment from the platform (`read_environment`),
     and import the layers' packages under it (`import_layers`); False when something else
     came (EOF: the platform gave up)."""
