@@ -162,7 +162,7 @@ class Settings(BaseSettings):
                                "per Node instance (their own memory, measured); the default lets one tier's Node "
                                "instances reach `FRAZIL_SANDBOX_PREBUILT_MAX` next to the Python floors")
     sandbox_layer_prebuilt_mb: int = Field(
-        0, ge=0, description="memory (MB, measured per layer) that ready Python instances holding a dependency "
+        256, ge=0, description="memory (MB, measured per layer) that ready Python instances holding a dependency "
                              "layer's packages already imported may take, least recently used layer dropped first; "
                              "a layer's first cold start builds one for the next (0: none)")
     sandbox_freeze_idle: bool = Field(True, description="`0`: idle instances keep running between invocations "

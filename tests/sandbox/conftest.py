@@ -119,11 +119,14 @@ class RuntimeClient:
         return b"".join(chunks).decode(errors="replace")
 
 
+# (Layers imported ahead only where the path is "layer": elsewhere a create with layers would
+# take such an instance from the second one on.)
 CREATION_PATHS = {
-    "exec": dict(sandbox_zygote=False, sandbox_prebuilt=0, sandbox_prebuilt_node=0),
-    "zygote": dict(sandbox_zygote=True, sandbox_prebuilt=0, sandbox_prebuilt_node=0),
+    "exec": dict(sandbox_zygote=False, sandbox_prebuilt=0, sandbox_prebuilt_node=0, sandbox_layer_prebuilt_mb=0),
+    "zygote": dict(sandbox_zygote=True, sandbox_prebuilt=0, sandbox_prebuilt_node=0, sandbox_layer_prebuilt_mb=0),
     # At most the floor per shape: tests count on fixed targets (demand: test_prebuilt_demand).
-    "prebuilt": dict(sandbox_zygote=True, sandbox_prebuilt=2, sandbox_prebuilt_node=1, sandbox_prebuilt_max=2),
+    "prebuilt": dict(sandbox_zygote=True, sandbox_prebuilt=2, sandbox_prebuilt_node=1, sandbox_prebuilt_max=2,
+                     sandbox_layer_prebuilt_mb=0),
     "layer": dict(sandbox_zygote=True, sandbox_prebuilt=0, sandbox_prebuilt_node=0, sandbox_layer_prebuilt_mb=256),
 }
 # The "layer" path's default layer: one package, with the dist-info pip would have written.
@@ -221,7 +224,7 @@ async def prime_layer(sandbox, spec: SandboxSpec, timeout_s: float = 60.0) -> No
 async def instance(sandbox, spec_factory, tmp_path):
     """`await instance(**spec_overrides)` -> a started RuntimeClient; destroyed at the end."""
     made = []
-    by_layer = bool(sandbox.settings.sandbox_layer_prebuilt_mb)
+    by_layer = sandbox.layer_ready.enabled
 
     async def make(**overrides) -> RuntimeClient:
         if by_layer:
