@@ -19,6 +19,7 @@ import enum
 import logging
 import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
@@ -251,45 +252,52 @@ class Instance:
             raise
 
     async def _begin(self, init_timeout_s: float) -> None:
-        # Armed before attaching: a runtime forked from a zygote or built ahead of time has
-        # already said hello, and that frame is read as soon as the channel is attached.
+        # Init goes out first, straight on the socket, before the channel is attached: the
+        # runtime (a pre-built one is awake already) loads the handler while the platform sets
+        # up its side. Its hello is read and checked after; a runtime that speaks another
+        # protocol is killed, whatever it made of init. Both answers are armed before
+        # attaching: hello, and "ready" behind it, may come in the channel's first read.
         hello_waiter = self._wait_for(protocol.HELLO)
-        channel = RuntimeChannel(limit_for=self._limit_for, largest=self._limits.largest, on_frame=self._on_frame,
-                                 on_broken=self._on_broken, on_lost=self._on_channel_lost)
-        self._transport, _ = await self._loop.create_unix_connection(lambda: channel, sock=self.proc.channel)
-        # The pipe transport closes what it reads from: give it its own descriptor.
-        pipe = os.fdopen(os.dup(self.proc.output_fd), "rb", buffering=0)
-        self._out_transport, _ = await self._loop.connect_read_pipe(lambda: _Output(self._output), pipe)
-        hello = await self._expect(init_timeout_s, "start", hello_waiter)
-        if hello.get("protocol") != protocol.PROTOCOL_VERSION:
-            raise InitFailed(error_dict(ErrorType.RUNTIME_EXITED,
-                                        f"the runtime spoke an unknown protocol: {hello}"), "")
-        # After hello: the runtime is in its final network namespace, where the proxy listens.
-        # It is opened (a thread enters the namespace) while init goes out and the runtime
-        # loads the handler; begin() returns once it listens, so that no invocation, which
-        # alone may use it, can be sent before.
-        platform_env = self._egress.environment(self) if self._egress is not None else {}
-        listening = asyncio.ensure_future(self._egress.open(self)) if platform_env else None
-        marker = self._new_marker()
-        seen = self._loop.create_future()
-        self._output.expect(marker, seen)
         answer = self._wait_for(protocol.READY, protocol.INIT_ERROR)
-        self._send({
-            "type": protocol.INIT,
-            "handler": self.version.handler,
-            "code_dir": self.proc.paths.code_dir,
-            "layer_dirs": list(self.proc.paths.layer_dirs),
-            "env": {**platform_env, **self.version.env},  # the function's own settings win
-            "function": self.version.function,
-            "version": self.version.number,
-            "memory_mb": self.version.memory_mb,
-            "max_result_bytes": self._max_result_bytes,
-            "log_marker": marker.decode(),
-        })
+        try:
+            marker = self._new_marker()
+            seen = self._loop.create_future()
+            self._output.expect(marker, seen)
+            # The runtime is in its final network namespace once created, and the proxy listens
+            # there (below) before begin() returns, so before any invocation, which alone may use it.
+            platform_env = self._egress.environment(self) if self._egress is not None else {}
+            unsent = _send_now(self.proc.channel, protocol.frame(orjson.dumps({
+                "type": protocol.INIT,
+                "handler": self.version.handler,
+                "code_dir": self.proc.paths.code_dir,
+                "layer_dirs": list(self.proc.paths.layer_dirs),
+                "env": {**platform_env, **self.version.env},  # the function's own settings win
+                "function": self.version.function,
+                "version": self.version.number,
+                "memory_mb": self.version.memory_mb,
+                "max_result_bytes": self._max_result_bytes,
+                "log_marker": marker.decode(),
+            })))
+            channel = RuntimeChannel(limit_for=self._limit_for, largest=self._limits.largest,
+                                     on_frame=self._on_frame, on_broken=self._on_broken,
+                                     on_lost=self._on_channel_lost)
+            self._transport, _ = await self._loop.create_unix_connection(lambda: channel, sock=self.proc.channel)
+            if unsent:
+                self._transport.write(unsent)
+            # The pipe transport closes what it reads from: give it its own descriptor.
+            pipe = os.fdopen(os.dup(self.proc.output_fd), "rb", buffering=0)
+            self._out_transport, _ = await self._loop.connect_read_pipe(lambda: _Output(self._output), pipe)
+            hello = await self._expect(init_timeout_s, "start", hello_waiter)
+            if hello.get("protocol") != protocol.PROTOCOL_VERSION:
+                raise InitFailed(error_dict(ErrorType.RUNTIME_EXITED,
+                                            f"the runtime spoke an unknown protocol: {hello}"), "")
+        except BaseException:
+            _abandon(answer)
+            raise
         self._init_timeout_s = init_timeout_s
         self._init = asyncio.ensure_future(self._await_init(answer, seen, init_timeout_s))
-        if listening is not None:
-            await listening  # never raises: an instance the proxy cannot serve runs without it
+        if platform_env:
+            await self._egress.open(self)  # never raises: an instance the proxy cannot serve runs without it
 
     @property
     def invocation_running(self) -> bool:
@@ -666,6 +674,15 @@ def _runtime_error(reply: dict, default_type: str, default_message: str) -> dict
     error = error if isinstance(error, dict) else {}
     return error_dict(str(error.get("type") or default_type), str(error.get("message") or default_message),
                       str(error.get("stack") or ""))
+
+
+def _send_now(sock, data: bytes) -> bytes:
+    """Send what the socket takes at once, without blocking; what it did not take (all of it
+    when the peer is gone: the channel, once attached, reports that)."""
+    try:
+        return data[sock.send(data, socket.MSG_DONTWAIT):]
+    except OSError:
+        return data
 
 
 def _abandon(future: asyncio.Future) -> None:

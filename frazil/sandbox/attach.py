@@ -8,22 +8,15 @@ Giving it a function:
 
   1. open_tree_attr(code_dir),   detached clones of the host directories, read-only, nosuid,
      (layer)...                  nodev (`enter.readonly_tree`)
-  2. setns(pidfd, CLONE_NEWNS)   into the instance's mount namespace, through the platform's
-                                 pidfd of it (exact: the instance is the platform's unreaped child)
+  2. into the instance's mount   `visit.inside` (the platform's own thread, for this one step)
+     namespace
      check, move_mount() each    the root there must be neither the host's nor a template's;
      tree                        trees go to /code and /layers/N
-     setns() back home           and back to our working directory (setns moves it to the root)
-  3. write the go byte           the runtime may now read "init"
+  3. write the go byte           the runtime may now read "init" (frazil.sandbox.handover)
 
 All of it happens within one call, without a suspension: a cold start of a pre-built instance
 waits for no other process (~50 us of the event loop; handing it to the launcher process cost
-~0.4-0.7 ms of wake-ups and messages). Why a thread of the multi-threaded platform may do it:
-setns(CLONE_NEWNS) refuses a thread whose filesystem context (root, cwd, umask) is shared with
-other threads, so `attach` first gives its thread a context of its own (unshare(CLONE_FS), again
-at each call: a thread started since shares the new one; ~1 us when it is not shared): only
-that thread ever changes namespace, and only within `attach`; the others never see the
-instance's namespace. (That thread's working directory is its own from then on: a chdir in it
-no longer moves the threads started before, and the reverse.)
+~0.4-0.7 ms of wake-ups and messages).
 
 Why this is safe (the instance holds no privilege at any point, and no privilege is ever held
 where user code runs):
@@ -41,28 +34,22 @@ where user code runs):
   instance (it is that instance's own package code, run a little earlier).
 - Inside the instance's namespace the thread executes nothing and opens nothing: one statx of
   "/" and the move_mounts of trees opened (and made read-only) in the host namespace;
-  move_mount does not follow a symlink at the target. The garbage collector is held off for
-  that window, so that no finalizer of unrelated code runs there (the server's signal handlers
-  only set flags). A thread that cannot go home ends the process: nothing it would do after
-  could be trusted.
+  move_mount does not follow a symlink at the target. (`visit.inside` says what keeps anything
+  else from running there, and what happens to a thread that cannot go home.)
 - A namespace whose root is the host's or a template's is refused: attaching code there would
   show it to the platform or to every later instance. (The platform never asks for that; the
   check makes a mistake fail loudly instead of leaking one function's code to others.)
 """
 from __future__ import annotations
 
-import errno
-import gc
-import os
-import threading
 from typing import Iterable
 
 from frazil.sandbox.helper import rootfs
 from frazil.sandbox.helper import syscalls as sc
 from frazil.sandbox.helper.enter import code_targets
+from frazil.sandbox.visit import Gone, inside
 
 ATTACH_ALL, ATTACH_LAYERS, ATTACH_CODE = "all", "layers", "code"  # what the trees are: code + layers, ...
-EXIT_STRANDED = 70  # the process's exit status when a thread could not leave an instance's namespace
 
 
 class AttachError(Exception):
@@ -79,54 +66,21 @@ def targets_for(attach: str, trees: int) -> list[str]:
     return targets
 
 
-class MountAttacher:
-    """Attaches trees inside instances' mount namespaces, from the thread that made it."""
-
-    def __init__(self) -> None:
-        self._thread = threading.get_ident()
-        self._home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        self.host_root = sc.mount_id("/")
-
-    def attach(self, pidfd: int, trees: list[int], attach: str, refused_roots: Iterable[int]) -> None:
-        """Attach `trees` (detached read-only mounts, in `targets_for(attach)` order) in the
-        instance `pidfd`'s mount namespace. AttachError when it exited or is not an instance's."""
-        if threading.get_ident() != self._thread:
-            raise RuntimeError("MountAttacher.attach runs on the thread that made it")
-        targets = targets_for(attach, len(trees))
-        refused = {self.host_root, *refused_roots}
-        sc.unshare(sc.CLONE_FS)  # this thread's own root, cwd and umask: it may enter a namespace now
-        cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            try:
-                sc.setns(pidfd, sc.CLONE_NEWNS)
-            except OSError as exc:
-                if exc.errno == errno.ESRCH:
-                    raise AttachError("the instance has exited") from None
-                raise AttachError(f"cannot enter the instance's mount namespace: {exc.strerror}") from None
-            try:
-                if sc.mount_id("/") in refused:
-                    raise AttachError("refused: the target is not an instance's own mount namespace")
-                for tree, target in zip(trees, targets):
-                    try:
-                        sc.move_mount_fd(tree, target)
-                    except OSError as exc:
-                        raise AttachError(f"cannot attach at {target}: {exc.strerror}") from None
-            finally:
-                self._go_home(cwd)
-        finally:
-            if collecting:
-                gc.enable()
-            os.close(cwd)
-
-    def _go_home(self, cwd: int) -> None:
-        try:
-            sc.setns(self._home, sc.CLONE_NEWNS)
-            os.fchdir(cwd)
-        except BaseException:  # stuck in an instance's namespace: end the process (see the module doc)
-            os.write(2, b"frazil: could not leave an instance's mount namespace; exiting\n")
-            os._exit(EXIT_STRANDED)
-
-    def close(self) -> None:
-        os.close(self._home)
+def attach_trees(pidfd: int, trees: list[int], attach: str, refused_roots: Iterable[int]) -> None:
+    """Attach `trees` (detached read-only mounts, in `targets_for(attach)` order) in the mount
+    namespace of the instance `pidfd`. AttachError when it exited, or its root is one of
+    `refused_roots` (mount ids: the host's, the templates')."""
+    targets = targets_for(attach, len(trees))
+    try:
+        with inside(pidfd, sc.CLONE_NEWNS):
+            if sc.mount_id("/") in refused_roots:
+                raise AttachError("refused: the target is not an instance's own mount namespace")
+            for tree, target in zip(trees, targets):
+                try:
+                    sc.move_mount_fd(tree, target)
+                except OSError as exc:
+                    raise AttachError(f"cannot attach at {target}: {exc.strerror}") from None
+    except Gone:
+        raise AttachError("the instance has exited") from None
+    except OSError as exc:  # setns
+        raise AttachError(f"cannot enter the instance's mount namespace: {exc.strerror}") from None

@@ -20,8 +20,9 @@ import logging
 import os
 import time
 
-from frazil.sandbox.attach import ATTACH_ALL, ATTACH_LAYERS, AttachError, MountAttacher
+from frazil.sandbox.attach import ATTACH_ALL, ATTACH_LAYERS, AttachError, attach_trees
 from frazil.sandbox.base import InstanceShape, SandboxError
+from frazil.sandbox.helper import syscalls as sc
 from frazil.sandbox.helper.enter import readonly_tree
 from frazil.sandbox.helper.wire import GO, IMPORT_LAYERS
 from frazil.sandbox.instance import IsolatedProcess
@@ -36,11 +37,15 @@ class Handover:
     def __init__(self, template_roots: set[int]):
         # Mount ids of the root of every launcher's template: no instance's (see attach.py).
         self._template_roots = template_roots
-        self.attacher: MountAttacher | None = None  # made by start(), on the event loop thread
+        self._host_root: int | None = None  # the mount id of our own root, known from start()
         self._destroying: set[asyncio.Future] = set()  # destroys in the background, awaited at close
 
     def start(self) -> None:
-        self.attacher = MountAttacher()
+        self._host_root = sc.mount_id("/")
+
+    def refused_roots(self) -> set[int]:
+        """The roots no code is ever attached under: the host's and every template's."""
+        return {self._host_root, *self._template_roots}
 
     def take_ready(self, generics: GenericPool, shape: InstanceShape, code_dir: str, layer_dirs: list[str],
                    attach: str = ATTACH_ALL) -> IsolatedProcess | None:
@@ -89,13 +94,13 @@ class Handover:
         """Attach `trees` to `proc` and write its go byte: IMPORT_LAYERS after its layers
         (our end of the pipe stays open), else GO (our end is closed: the pipe has done its
         job, and an instance whose attach failed reads its end and exits)."""
-        if self.attacher is None:
+        if self._host_root is None:
             raise SandboxError("the sandbox is not started")
         if proc.pidfd is None or proc.exited:
             raise SandboxError(f"the generic instance exited ({proc.exit_info().describe()})")
         started = time.perf_counter()
         try:
-            self.attacher.attach(proc.pidfd, trees, attach, self._template_roots)
+            attach_trees(proc.pidfd, trees, attach, self.refused_roots())
             if proc.go_fd is not None:
                 os.write(proc.go_fd, IMPORT_LAYERS if attach == ATTACH_LAYERS else GO)
         except AttachError as exc:
@@ -115,9 +120,6 @@ class Handover:
     async def close(self) -> None:
         """Wait for the destroys started in the background."""
         await asyncio.gather(*self._destroying, return_exceptions=True)
-        if self.attacher is not None:
-            self.attacher.close()
-            self.attacher = None
 
 
 def open_trees(code_dir: str, layer_dirs: list[str]) -> list[int]:

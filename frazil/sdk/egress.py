@@ -88,7 +88,7 @@ class Egress:
         try:
             if pidfd is None:
                 raise OSError("the instance has exited")
-            listener = await listen_in_netns(pidfd, EGRESS_ADDRESS, EGRESS_PORT)
+            listener = listen_in_netns(pidfd, EGRESS_ADDRESS, EGRESS_PORT)
         except Exception as exc:  # noqa: BLE001 - the instance still runs, without a proxy
             if instance.alive:
                 log.warning("instance %s gets no HTTP proxy: cannot listen in its network namespace: %s",

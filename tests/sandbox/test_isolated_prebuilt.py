@@ -19,7 +19,7 @@ import pytest
 from frazil.runtimes import GENERIC_FLAG, NODE, PYTHON
 from frazil.sandbox.helper import enter, launcher
 from frazil.sandbox.base import InstanceShape, SandboxSpec
-from frazil.sandbox.attach import ATTACH_ALL, AttachError
+from frazil.sandbox.attach import ATTACH_ALL, AttachError, attach_trees
 from frazil.sandbox.base import SandboxError
 from frazil.settings import Settings
 from tests.conftest import alive
@@ -148,7 +148,7 @@ class TestSpecialization:
             tree = enter.readonly_tree(str(code_factory()))
             try:
                 with pytest.raises(AttachError, match="refused"):
-                    sandbox.handover.attacher.attach(pidfd, [tree], ATTACH_ALL, sandbox.supervisor.template_roots)
+                    attach_trees(pidfd, [tree], ATTACH_ALL, sandbox.handover.refused_roots())
             finally:
                 os.close(tree)
                 os.close(pidfd)
