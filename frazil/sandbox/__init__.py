@@ -10,7 +10,11 @@ The isolated sandbox (the lightweight container), platform side:
   instance.py        IsolatedProcess (one instance) and InstanceTable (every instance alive)
   build.py           BuildPlan and InstanceBuilder: building one instance
   handover.py        giving a generic instance its function's code
+  attach.py          attaching code and layers inside an instance's mount namespace (and why it is safe)
+  visit.py           the platform's thread inside an instance's namespace, for one synchronous step
+  listen.py          a listening socket on an instance's own loopback (the egress proxy's)
   prebuilt.py        GenericPool: generic instances built ahead of time, per shape
+  layer_ready.py     LayerReady: Python instances that imported a dependency layer ahead, per layer
   hostpaths.py       the layout shown inside; interpreters, code and layer dirs checked
   supervisor.py      the launcher and the zygote, restarted once when they died
   launcher_client.py the platform's end of the launcher's and the zygote's sockets
