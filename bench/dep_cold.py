@@ -5,10 +5,10 @@ each over HTTP on the platform, beside what the same imports cost outside it, in
     .venv/bin/python -m bench.dep_cold --smoke   # a tiny local wheel instead of PyPI (tests/bench)
 
 Two servers side by side, each deploying the same functions (wheels from PyPI; each builds
-the layer once, by a real deploy): "layer ahead" (FRAZIL_SANDBOX_LAYER_PREBUILT_MB=1024: a
-layer's cold start leaves a ready instance that imported its packages, see
-frazil/sandbox/layer_ready.py) and "plain path" (0: today's zygote or pre-built generic
-instance, which imports at init). For each package:
+the layer once, by a real deploy): "layer ahead" (FRAZIL_SANDBOX_LAYER_PREBUILT_MB at its
+default: a layer's cold start leaves a ready instance that imported its packages, see
+frazil/sandbox/layer_ready.py) and "plain path" (0: a zygote or pre-built generic instance,
+which imports at init). For each package:
 - "cold invoke": `--functions` distinct functions with the same bundle (`requirements.txt`
   naming the package; the handler imports it at module level), each invoked once, in turn,
   spaced: on the "layer ahead" server each call first waits (untimed, bounded) until an
@@ -68,7 +68,7 @@ SMOKE_PACKAGES = {f"./{SMOKE_WHEEL}": "benchtiny"}
 CONFIG = {"memory": 256, "runtime": "python3.11"}
 LAYER_SETTING = Settings.env_name("sandbox_layer_prebuilt_mb")
 LAYER_VARIANT, PLAIN_VARIANT = "layer ahead", "plain path"
-VARIANTS = {LAYER_VARIANT: "1024", PLAIN_VARIANT: "0"}
+VARIANTS = {LAYER_VARIANT: str(Settings.model_fields["sandbox_layer_prebuilt_mb"].default), PLAIN_VARIANT: "0"}
 DEPLOY_ATTEMPTS = 5
 LAYER_READY_WAIT_S = 120.0  # before each cold start on the layer server: its ready instance imports in the background
 # Idle instances go after 2 minutes (pandas ones are big); that is also how long an unused
