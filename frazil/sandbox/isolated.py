@@ -20,8 +20,8 @@ Creating one instance (`create`), fastest path first (`CreatePath`):
             given its code (`handover`); it waits for its go byte before reading "init"
             (a zygote child, a Node runtime), so create() returns without waiting.
   zygote    (Python, none ready) the zygote forks a generic instance now, which is given
-            its code as above. A create that fails
-            because the launcher or the zygote died is retried once on new ones.
+            its code as above. A create that fails because the launcher or the zygote died
+            is retried once on new ones.
   exec      (Node, none ready; or Python without a zygote) the launcher clones a child that
             enters the sandbox with the code mounted and execs the runtime.
 Whatever the path, the caller of create() reads the runtime's "hello" itself, after

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from frazil.runtimes import GENERIC_FLAG, NODE, PYTHON
-from frazil.sandbox.helper import enter, launcher
-from frazil.sandbox.base import InstanceShape, SandboxSpec
 from frazil.sandbox.attach import ATTACH_ALL, AttachError, attach_trees
-from frazil.sandbox.base import SandboxError
+from frazil.sandbox.base import InstanceShape, SandboxError, SandboxSpec
+from frazil.sandbox.helper import enter, launcher
 from frazil.settings import Settings
 from tests.conftest import alive
 from tests.sandbox.conftest import CREATION_PATHS, RuntimeClient, instance_cgroups

@@ -17,7 +17,8 @@ its "ready" message: Python instances are then forked by the zygote, not exec'd 
 Requests (the wire is in `frazil.sandbox.helper.wire`): "spawn" clones an instance that
 execs its runtime (`enter.launch`); with a null code_dir it is generic, and the platform
 attaches its code later (`frazil.sandbox.attach`). Its "ready" message names the mount id of
-the template's root ("template_root"), where the platform must never attach code. The launcher exits when the platform closes its end, and is SIGKILLed if the platform dies.
+the template's root ("template_root"), where the platform must never attach code. The
+launcher exits when the platform closes its end, and is SIGKILLed if the platform dies.
 
 Standard library only.
 """
@@ -39,8 +40,8 @@ from frazil.sandbox.helper.seccomp import Filter
 NETNS_PER_INSTANCE = "per-instance"
 # The launcher's nice value once it serves: every cold start that finds no instance ready waits
 # for it (and so does every refill of the pre-built pools), and on a busy machine it would
-# otherwise wait its turn behind everything else at each request. Its children go back to 0 (enter.launch);
-# the zygote, forked before, keeps 0.
+# otherwise wait its turn behind everything else at each request. Its children go back to 0
+# (enter.launch); the zygote, forked before, keeps 0.
 SERVING_NICE = -10
 
 
