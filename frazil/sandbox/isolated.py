@@ -309,18 +309,11 @@ class IsolatedSandbox(Sandbox):
                                   rootfs.TMP_DIR)
         self.table.claim(proc, spec.instance_id)
         proc.stats.update(create_ms=(time.perf_counter() - started) * 1000, path=path.value)
-        # The demand it makes is noted at the loop's next turn: the caller gets the instance
-        # (and sends it init) first.
-        asyncio.get_running_loop().call_soon(self._note_demand, spec, shape)
+        self.generics.used(shape, self._prebuilt_floor(spec.runtime), self._prebuilt_ceiling(shape))
+        self.layer_ready.used(spec)
         if proc.cgroup.name.startswith(GENERIC_PREFIX):
             asyncio.get_running_loop().call_later(RENAME_DELAY_S, self.table.rename_cgroup, proc)
         return proc
-
-    def _note_demand(self, spec: SandboxSpec, shape: InstanceShape) -> None:
-        if self._closing:
-            return
-        self.generics.used(shape, self._prebuilt_floor(spec.runtime), self._prebuilt_ceiling(shape))
-        self.layer_ready.used(spec)
 
     async def _build_generic(self, shape: InstanceShape, layers_first: bool = False) -> IsolatedProcess:
         """A generic instance of `shape`, for the pool (its cgroup is renamed once taken);
