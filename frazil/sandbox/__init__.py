@@ -11,7 +11,6 @@ The isolated sandbox (the lightweight container), platform side:
   build.py           BuildPlan and InstanceBuilder: building one instance
   handover.py        giving a generic instance its function's code
   attach.py          attaching code and layers inside an instance's mount namespace (and why it is safe)
-  visit.py           the platform's thread inside an instance's namespace, for one synchronous step
   listen.py          a listening socket on an instance's own loopback (the egress proxy's)
   prebuilt.py        GenericPool: generic instances built ahead of time, per shape
   layer_ready.py     LayerReady: Python instances that imported a dependency layer ahead, per layer

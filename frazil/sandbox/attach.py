@@ -47,7 +47,7 @@ from typing import Iterable
 from frazil.sandbox.helper import rootfs
 from frazil.sandbox.helper import syscalls as sc
 from frazil.sandbox.helper.enter import code_targets
-from frazil.sandbox.visit import Gone, inside
+from frazil.sandbox.helper.visit import Gone, inside
 
 ATTACH_ALL, ATTACH_LAYERS, ATTACH_CODE = "all", "layers", "code"  # what the trees are: code + layers, ...
 

@@ -69,7 +69,7 @@ class BuildPlan:
 
     def __post_init__(self) -> None:
         if self.by_zygote and self.code_dir is not None:
-            raise ValueError("a zygote child gets its code from the launcher, after it is built")
+            raise ValueError("a zygote child gets its code from the platform, after it is built")
         if self.layers_first and not self.by_zygote:
             raise ValueError("only a zygote child imports layers before its code")
 

@@ -20,7 +20,7 @@ import os
 import socket
 
 from frazil.sandbox.helper import syscalls as sc
-from frazil.sandbox.visit import inside
+from frazil.sandbox.helper.visit import inside
 
 _OWN_NETNS = "/proc/thread-self/ns/net"
 

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from frazil.sandbox.helper import syscalls as sc
-from frazil.sandbox.visit import Gone, inside
+from frazil.sandbox.helper.visit import Gone, inside
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                                 reason="entering namespaces needs root and util-linux's unshare")

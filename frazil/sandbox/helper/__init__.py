@@ -17,6 +17,7 @@ test_helper_imports.py enforces it. The platform may import from here (constants
   seccomp.py     the system call filter
   landlock.py    scoping of signals and abstract sockets
   syscalls.py    the raw system calls the above need (ctypes)
+  visit.py       a thread inside another process's namespace for one step (the platform's too)
   wire.py        the messages between the platform and the helpers
   build_jail.py  one dependency build's containment, step by step (its own namespaces, root, uid)
 """

@@ -36,6 +36,7 @@ from frazil.sandbox.helper import landlock, rootfs, wire, zygote
 from frazil.sandbox.helper import syscalls as sc
 from frazil.sandbox.helper.enter import Prepared, launch
 from frazil.sandbox.helper.seccomp import Filter
+from frazil.sandbox.helper.visit import inside
 
 NETNS_PER_INSTANCE = "per-instance"
 # The launcher's nice value once it serves: every cold start that finds no instance ready waits
@@ -142,15 +143,8 @@ def build_template(layout: rootfs.Layout, mountpoint: str) -> int:
 
 def root_mount_id(mnt_ns_fd: int) -> int:
     """The mount id of "/" in the mount namespace `mnt_ns_fd` (we come back to ours after)."""
-    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        sc.setns(mnt_ns_fd, sc.CLONE_NEWNS)
-        try:
-            return sc.mount_id("/")
-        finally:
-            sc.setns(own, sc.CLONE_NEWNS)
-    finally:
-        os.close(own)
+    with inside(mnt_ns_fd, sc.CLONE_NEWNS):
+        return sc.mount_id("/")
 
 
 def handle(msg: dict, fds: list[int], prepared: Prepared) -> dict:

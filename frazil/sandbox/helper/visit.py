@@ -1,4 +1,5 @@
-"""The platform's thread inside one of an instance's namespaces, for one synchronous step.
+"""A thread inside another process's namespace, for one synchronous step: the platform's
+event loop thread inside an instance's, the launcher inside its template's.
 
 `inside(pidfd, nstype)` moves the calling thread into the mount or network namespace of the
 process `pidfd` refers to (race-free against pid reuse: the instance is the platform's
@@ -7,7 +8,8 @@ must not suspend, so on the event loop's thread nothing else runs meanwhile: eve
 socket the platform opens and every path it resolves stays in its own namespaces. Used to give
 an instance its code (frazil.sandbox.attach) and to listen on its loopback
 (frazil.sandbox.listen): ~10 us of the caller's time, where a helper thread or process would
-cost a wake-up and a hand-off (~0.3-0.7 ms per cold start, measured).
+cost a wake-up and a hand-off (~0.3-0.7 ms per cold start, measured); and by the launcher to
+read its template's root mount id (helper.launcher). Standard library only.
 
 Invariants the block relies on:
 - the garbage collector is held off inside it, so that no finalizer of unrelated code runs
@@ -18,7 +20,7 @@ Invariants the block relies on:
   that thread no longer moves the threads started before, and the reverse. setns() leaves the
   thread at the namespace's root: its working directory is restored on the way home;
 - a thread that cannot go home ends the process: whatever it did next (open a socket, resolve
-  a path) would happen in an instance's namespace.
+  a path) would happen in another process's namespace.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Iterator
 
 from frazil.sandbox.helper import syscalls as sc
 
-EXIT_STRANDED = 70  # the process's exit status when a thread could not leave an instance's namespace
+EXIT_STRANDED = 70  # the process's exit status when a thread could not leave another namespace
 _NAMES = {sc.CLONE_NEWNS: "mnt", sc.CLONE_NEWNET: "net"}
 
 
@@ -41,7 +43,8 @@ class Gone(OSError):
 @contextlib.contextmanager
 def inside(pidfd: int, nstype: int) -> Iterator[None]:
     """Run the block with this thread in `pidfd`'s namespace of type `nstype` (CLONE_NEWNS or
-    CLONE_NEWNET). Raises Gone when the process has exited, OSError when it cannot be entered."""
+    CLONE_NEWNET; `pidfd` may also be a namespace's own fd). Raises Gone when the process has
+    exited, OSError when it cannot be entered."""
     name = _NAMES[nstype]
     cwd = None
     if nstype == sc.CLONE_NEWNS:
@@ -74,6 +77,6 @@ def _go_home(home: int, nstype: int, cwd: int | None) -> None:
         sc.setns(home, nstype)
         if cwd is not None:
             os.fchdir(cwd)
-    except BaseException:  # stranded in an instance's namespace: see the module doc
-        os.write(2, b"frazil: a thread could not leave an instance's namespace; exiting\n")
+    except BaseException:  # stranded in another namespace: see the module doc
+        os.write(2, b"frazil: a thread could not leave another process's namespace; exiting\n")
         os._exit(EXIT_STRANDED)
