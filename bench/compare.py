@@ -109,7 +109,7 @@ async def _instance_per_call(sandbox_name: str, n: int, options: dict) -> dict:
     """exec-per-request with the platform's own sandbox and runtime loop: for each request,
     create() a sandbox, wait for the runtime's hello, init (import the handler), invoke once;
     then destroy() it (timed apart)."""
-    from frazil.pool.instance import Instance
+    from frazil.pool.instance import InitFrame, Instance
     from frazil.runtimes import PYTHON as PY_RUNTIME
     from frazil.sandbox.base import SandboxSpec
     from frazil.sandbox.select import make_sandbox
@@ -140,13 +140,14 @@ async def _instance_per_call(sandbox_name: str, n: int, options: dict) -> dict:
             spec = SandboxSpec(instance_id=f"bench{i:05d}", runtime=PY_RUNTIME, code_dir=code, memory_mb=128,
                                cpu=0.5, tmp_mb=64, pids_max=64)
             t0 = time.perf_counter_ns()
-            proc = await sandbox.create(spec)
+            init = InitFrame.make(version, sandbox.runtime_paths(spec), max_result_bytes=6 * 1024 * 1024,
+                                  platform_env={})
+            proc = await sandbox.create(spec, init.frame)
             ta = time.perf_counter_ns()
-            instance = Instance(version, proc, log_cap=65536, max_result_bytes=6 * 1024 * 1024)
+            instance = Instance(version, proc, init, log_cap=65536, max_result_bytes=6 * 1024 * 1024)
             try:
                 await instance.start(init_timeout_s=10)
-                if hasattr(instance, "lease"):  # since issue 9 an instance serves only while leased
-                    instance.lease()
+                instance.lease()
                 tb = time.perf_counter_ns()
                 outcome = await instance.invoke(f"inv{i}", EVENT, cold=True, timeout_s=10)
                 t1 = time.perf_counter_ns()

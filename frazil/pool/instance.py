@@ -19,7 +19,6 @@ import enum
 import logging
 import os
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
@@ -30,7 +29,7 @@ from frazil.pool.channel import RuntimeChannel
 from frazil.pool.output import OutputCapture
 from frazil.pool.sdk_calls import ENDED, InvocationCalls, error_reply
 from frazil.runtimes import protocol
-from frazil.sandbox.base import ExitInfo, SandboxProcess
+from frazil.sandbox.base import ExitInfo, RuntimePaths, Sandbox, SandboxProcess
 from frazil.store.models import FunctionVersion, InvocationStatus
 
 log = logging.getLogger(__name__)
@@ -44,8 +43,9 @@ SdkHandler = Callable[["Instance", dict], "dict | Awaitable[dict]"]
 class EgressHook(Protocol):
     """The platform's proxy for the instance's own HTTP clients (frazil.sdk.egress.Egress)."""
 
-    def environment(self, instance: "Instance") -> dict[str, str]:
-        """The environment variables that lead `instance`'s clients to the proxy (empty: none for it)."""
+    def environment(self, sandbox: Sandbox) -> dict[str, str]:
+        """The environment variables that lead the clients of `sandbox`'s instances to the
+        proxy (empty: none for them)."""
 
     async def open(self, instance: "Instance") -> None:
         """Serve `instance` (only one `environment` gave variables for); never raises."""
@@ -159,17 +159,54 @@ class _Output(asyncio.Protocol):
         self._capture.feed(data)
 
 
+def new_marker() -> bytes:
+    """A log marker: the runtime writes it on its output when init or an invocation is done."""
+    return b"\x00frazil:" + secrets.token_hex(8).encode() + b"\x00"
+
+
+@dataclass(frozen=True)
+class InitFrame:
+    """An instance's init, made before its sandbox is (`make`), so that the sandbox can write
+    it the moment the instance is the function's (`Sandbox.create`'s `first_frame`): a
+    pre-built runtime then finds it as it is let go, instead of after create() returns."""
+
+    frame: bytes
+    marker: bytes  # ends init's output
+    proxied: bool  # it gives the proxy's variables: the instance must be served (EgressHook.open)
+
+    @classmethod
+    def make(cls, version: FunctionVersion, paths: RuntimePaths, *, max_result_bytes: int,
+             platform_env: dict[str, str]) -> "InitFrame":
+        """`paths`: where the runtime will see its directories (`Sandbox.runtime_paths`)."""
+        marker = new_marker()
+        frame = protocol.frame(orjson.dumps({
+            "type": protocol.INIT,
+            "handler": version.handler,
+            "code_dir": paths.code_dir,
+            "layer_dirs": list(paths.layer_dirs),
+            "env": {**platform_env, **version.env},  # the function's own settings win
+            "function": version.function,
+            "version": version.number,
+            "memory_mb": version.memory_mb,
+            "max_result_bytes": max_result_bytes,
+            "log_marker": marker.decode(),
+        }))
+        return cls(frame, marker, bool(platform_env))
+
+
 class Instance:
     """Fields are touched only from the event loop thread; `state` says who may use it:
     IDLE instances belong to their FunctionPool, a BUSY one to the invocation it is leased
     to. `state` changes only in `_become()`, along TRANSITIONS."""
 
-    def __init__(self, version: FunctionVersion, proc: SandboxProcess, *, log_cap: int,
+    def __init__(self, version: FunctionVersion, proc: SandboxProcess, init: InitFrame, *, log_cap: int,
                  max_result_bytes: int, sdk_handler: SdkHandler | None = None, resident: bool = False,
                  egress: EgressHook | None = None, on_ready: Callable[["Instance"], None] | None = None):
+        """`init`: made with the same `max_result_bytes`, and given to the sandbox's create()."""
         self.id = proc.instance_id
         self.version = version
         self.proc = proc
+        self._init_frame = init
         self.resident = resident
         self._state = InstanceState.STARTING
         self.created_at = time.monotonic()
@@ -252,38 +289,23 @@ class Instance:
             raise
 
     async def _begin(self, init_timeout_s: float) -> None:
-        # Init goes out first, straight on the socket, before the channel is attached: the
-        # runtime (a pre-built one is awake already) loads the handler while the platform sets
-        # up its side. Its hello is read and checked after; a runtime that speaks another
-        # protocol is killed, whatever it made of init. Both answers are armed before
-        # attaching: hello, and "ready" behind it, may come in the channel's first read.
+        # Init goes out first, before the channel is attached, if the sandbox did not write it
+        # already: the runtime (a pre-built one is awake already) loads the handler while the
+        # platform sets up its side. Its hello is read and checked after; a runtime that
+        # speaks another protocol is killed, whatever it made of init. Both answers are armed
+        # before attaching: hello, and "ready" behind it, may come in the channel's first read.
         hello_waiter = self._wait_for(protocol.HELLO)
         answer = self._wait_for(protocol.READY, protocol.INIT_ERROR)
         try:
-            marker = self._new_marker()
             seen = self._loop.create_future()
-            self._output.expect(marker, seen)
-            # The runtime is in its final network namespace once created, and the proxy listens
-            # there (below) before begin() returns, so before any invocation, which alone may use it.
-            platform_env = self._egress.environment(self) if self._egress is not None else {}
-            unsent = _send_now(self.proc.channel, protocol.frame(orjson.dumps({
-                "type": protocol.INIT,
-                "handler": self.version.handler,
-                "code_dir": self.proc.paths.code_dir,
-                "layer_dirs": list(self.proc.paths.layer_dirs),
-                "env": {**platform_env, **self.version.env},  # the function's own settings win
-                "function": self.version.function,
-                "version": self.version.number,
-                "memory_mb": self.version.memory_mb,
-                "max_result_bytes": self._max_result_bytes,
-                "log_marker": marker.decode(),
-            })))
+            self._output.expect(self._init_frame.marker, seen)
+            self.proc.send_first(self._init_frame.frame)
             channel = RuntimeChannel(limit_for=self._limit_for, largest=self._limits.largest,
                                      on_frame=self._on_frame, on_broken=self._on_broken,
                                      on_lost=self._on_channel_lost)
             self._transport, _ = await self._loop.create_unix_connection(lambda: channel, sock=self.proc.channel)
-            if unsent:
-                self._transport.write(unsent)
+            if self.proc.unsent_first:
+                self._transport.write(self.proc.unsent_first)
             # The pipe transport closes what it reads from: give it its own descriptor.
             pipe = os.fdopen(os.dup(self.proc.output_fd), "rb", buffering=0)
             self._out_transport, _ = await self._loop.connect_read_pipe(lambda: _Output(self._output), pipe)
@@ -296,7 +318,9 @@ class Instance:
             raise
         self._init_timeout_s = init_timeout_s
         self._init = asyncio.ensure_future(self._await_init(answer, seen, init_timeout_s))
-        if platform_env:
+        # The runtime is in its final network namespace once created, and the proxy listens
+        # there before begin() returns, so before any invocation, which alone may use it.
+        if self._init_frame.proxied and self._egress is not None:
             await self._egress.open(self)  # never raises: an instance the proxy cannot serve runs without it
 
     @property
@@ -439,7 +463,7 @@ class Instance:
         self._timeout_from_ready_s = timeout_s if behind_init else None
         calls = self._calls = InvocationCalls(self.deadline, self._reply)
         done = self.invocation_done = self._loop.create_future()
-        marker = self._new_marker()
+        marker = new_marker()
         seen = self._loop.create_future()
         self._output.expect(marker, seen)
         message = {"type": protocol.INVOKE, "id": invocation_id, "cold": cold, "log_marker": marker.decode(),
@@ -530,9 +554,6 @@ class Instance:
     # frame no larger than `_limits` allows. These run on the event loop, frame by frame, in
     # the order the runtime wrote them; a rule broken raises ProtocolError, and the channel
     # then calls `_on_broken` and delivers nothing more.
-
-    def _new_marker(self) -> bytes:
-        return b"\x00frazil:" + secrets.token_hex(8).encode() + b"\x00"
 
     def _send(self, message: dict) -> None:
         self._transport.write(protocol.frame(orjson.dumps(message)))
@@ -674,15 +695,6 @@ def _runtime_error(reply: dict, default_type: str, default_message: str) -> dict
     error = error if isinstance(error, dict) else {}
     return error_dict(str(error.get("type") or default_type), str(error.get("message") or default_message),
                       str(error.get("stack") or ""))
-
-
-def _send_now(sock, data: bytes) -> bytes:
-    """Send what the socket takes at once, without blocking; what it did not take (all of it
-    when the peer is gone: the channel, once attached, reports that)."""
-    try:
-        return data[sock.send(data, socket.MSG_DONTWAIT):]
-    except OSError:
-        return data
 
 
 def _abandon(future: asyncio.Future) -> None:

@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from typing import Awaitable, Callable
 
-from frazil.pool.instance import EgressHook, InitFailed, Instance, InstanceState, SdkHandler
+from frazil.pool.instance import EgressHook, InitFailed, InitFrame, Instance, InstanceState, SdkHandler
 from frazil.sandbox.base import InstanceShape, Sandbox, SandboxSpec
 from frazil.runtimes import PYTHON, get_runtime
 from frazil.settings import Settings
@@ -213,8 +213,10 @@ class InstancePool:
             pids_max=self.settings.pids_max,
             env=tuple(sorted(version.env.items())),
         )
-        proc = await self.sandbox.create(spec)
-        instance = Instance(version, proc, log_cap=self.settings.log_cap_bytes,
+        init = InitFrame.make(version, self.sandbox.runtime_paths(spec), max_result_bytes=self.settings.max_payload_bytes,
+                              platform_env=self._egress.environment(self.sandbox) if self._egress is not None else {})
+        proc = await self.sandbox.create(spec, init.frame)
+        instance = Instance(version, proc, init, log_cap=self.settings.log_cap_bytes,
                             max_result_bytes=self.settings.max_payload_bytes, sdk_handler=self._sdk_handler,
                             egress=self._egress, resident=resident,
                             on_ready=lambda instance: self._created(instance, started))

@@ -105,9 +105,20 @@ class SandboxProcess(abc.ABC):
     output_fd: int
     paths: RuntimePaths
     stats: dict = field(default_factory=dict)
-    # Whether the instance has a network namespace of its own (loopback only), where the
-    # platform may listen for it (frazil.sandbox.listen) through `pidfd`.
-    own_network: ClassVar[bool] = False
+    # What of the first frame the channel did not take at once (`send_first`); None: not sent.
+    unsent_first: bytes | None = field(default=None, repr=False)
+
+    def send_first(self, frame: bytes) -> None:
+        """Write the runtime's first frame (the platform's init) on the channel, once, without
+        blocking: what the socket does not take now (all of it when the runtime is gone) is
+        left in `unsent_first`, for the holder to write once it attached the channel. A second
+        call does nothing: the sandbox may send it early (see `Sandbox.create`), the holder
+        calls it again to be sure."""
+        if self.unsent_first is None:
+            try:
+                self.unsent_first = frame[self.channel.send(frame, socket.MSG_DONTWAIT):]
+            except OSError:
+                self.unsent_first = frame
 
     @property
     def pidfd(self) -> int | None:
@@ -141,16 +152,29 @@ class Sandbox(abc.ABC):
     """A factory of sandboxed runtime processes for one running platform."""
 
     name: str = "abstract"
+    # Whether each instance has a network namespace of its own (loopback only), where the
+    # platform may listen for it (frazil.sandbox.listen) through its `pidfd`.
+    own_network: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def start(self) -> None:
         """Prepare (and clean up what a previous, dead platform process left behind)."""
 
     @abc.abstractmethod
-    async def create(self, spec: SandboxSpec) -> SandboxProcess:
+    def runtime_paths(self, spec: SandboxSpec) -> RuntimePaths:
+        """Where the runtime of an instance made for `spec` will see its directories (known
+        before create(), so that its init can be made first)."""
+
+    @abc.abstractmethod
+    async def create(self, spec: SandboxSpec, first_frame: bytes = b"") -> SandboxProcess:
         """Start the runtime loop for `spec`; raises SandboxError. The caller reads the
         runtime's "hello" from the channel itself: it may be there already when this
-        returns (a runtime started ahead of time) or come later (one exec'd now)."""
+        returns (a runtime started ahead of time) or come later (one exec'd now).
+
+        `first_frame`: what the runtime must read first (the platform's init, made with
+        `runtime_paths(spec)`). A sandbox may write it (`proc.send_first`) as soon as the
+        instance is the spec's: a pre-built runtime that waits to be let go then finds it at
+        once. The caller sends it otherwise."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -4,7 +4,8 @@ which also says why that is safe), then lets the instance go on.
 
 Every way is synchronous, from the event loop thread, and waits for no other process:
 - an instance with a go pipe (a zygote child; a pre-started Node runtime) reads "init" only
-  once it got its go byte, written right after the attach (`take_ready`, `give_code`);
+  once it got its go byte, written right after the attach (`take_ready`, `give_code`) and
+  the platform's first frame (its init, when given): the runtime finds init at once;
 - any other generic instance (a Python runtime exec'd without the zygote) reads "init"
   whenever it comes: it is attached before create() returns, so before any "init" is sent;
 - a zygote child may also be given its layers first (`give_layers`: it imports their
@@ -48,10 +49,11 @@ class Handover:
         return {self._host_root, *self._template_roots}
 
     def take_ready(self, generics: GenericPool, shape: InstanceShape, code_dir: str, layer_dirs: list[str],
-                   attach: str = ATTACH_ALL) -> IsolatedProcess | None:
+                   first_frame: bytes, attach: str = ATTACH_ALL) -> IsolatedProcess | None:
         """A ready generic instance of `shape` with a go pipe from `generics`, given its code
-        and let go, without a single suspension; None when there is none or it could not be
-        used. `attach` ATTACH_CODE: the instance has its layers already (`give_layers`)."""
+        and `first_frame` and let go, without a single suspension; None when there is none or
+        it could not be used. `attach` ATTACH_CODE: the instance has its layers already
+        (`give_layers`)."""
         if generics.ready_count(shape) == 0:
             return None
         trees = open_trees(code_dir, layer_dirs)  # before the take: a bad dir wastes no instance
@@ -60,7 +62,7 @@ class Handover:
             if proc is None:
                 return None
             try:
-                self._attach(proc, trees, attach)
+                self._attach(proc, trees, attach, first_frame)
             except SandboxError as exc:
                 log.warning("a generic %s instance could not be used: %s", shape.runtime.name, exc)
                 self._destroy_soon(proc)
@@ -69,12 +71,12 @@ class Handover:
             _close_all(trees)
         return proc
 
-    def give_code(self, proc: IsolatedProcess, code_dir: str, layer_dirs: list[str]) -> None:
+    def give_code(self, proc: IsolatedProcess, code_dir: str, layer_dirs: list[str], first_frame: bytes) -> None:
         """Attach the code and layers to a generic instance taken from the pool or just made
-        (create()'s slow path), and let it go if it waits for its go byte."""
+        (create()'s slow path), write `first_frame`, and let it go if it waits for its go byte."""
         trees = open_trees(code_dir, layer_dirs)
         try:
-            self._attach(proc, trees, ATTACH_ALL)
+            self._attach(proc, trees, ATTACH_ALL, first_frame)
         finally:
             _close_all(trees)
 
@@ -86,14 +88,16 @@ class Handover:
             raise SandboxError("the generic instance has no go pipe")
         trees = open_trees(layer_dirs[0], layer_dirs[1:])
         try:
-            self._attach(proc, trees, ATTACH_LAYERS)
+            self._attach(proc, trees, ATTACH_LAYERS, b"")
         finally:
             _close_all(trees)
 
-    def _attach(self, proc: IsolatedProcess, trees: list[int], attach: str) -> None:
+    def _attach(self, proc: IsolatedProcess, trees: list[int], attach: str, first_frame: bytes) -> None:
         """Attach `trees` to `proc` and write its go byte: IMPORT_LAYERS after its layers
         (our end of the pipe stays open), else GO (our end is closed: the pipe has done its
-        job, and an instance whose attach failed reads its end and exits)."""
+        job, and an instance whose attach failed reads its end and exits). `first_frame` goes
+        on the channel before GO, once the instance is the function's (never to an instance
+        whose attach failed: it may carry the function's settings)."""
         if self._host_root is None:
             raise SandboxError("the sandbox is not started")
         if proc.pidfd is None or proc.exited:
@@ -101,6 +105,8 @@ class Handover:
         started = time.perf_counter()
         try:
             attach_trees(proc.pidfd, trees, attach, self.refused_roots())
+            if first_frame:
+                proc.send_first(first_frame)
             if proc.go_fd is not None:
                 os.write(proc.go_fd, IMPORT_LAYERS if attach == ATTACH_LAYERS else GO)
         except AttachError as exc:

@@ -38,8 +38,6 @@ def cgroup_name(instance_id: str) -> str:
 class IsolatedProcess(SandboxProcess):
     """One running instance. Touched only from the event loop thread."""
 
-    own_network = True  # every instance has its own namespace, made ahead or cloned (netns.py)
-
     def __init__(self, *, cgroup: InstanceCgroup, uid: int, on_destroyed, go_fd: int | None = None,
                  weight_fd: int | None = None, freeze_fd: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -53,8 +51,8 @@ class IsolatedProcess(SandboxProcess):
         # A generic instance is built with a low CPU weight (its set-up and warm-up only take
         # CPU nobody else wants); `promote()` gives it the ordinary weight when it is taken.
         self._weight_fd = weight_fd
-        # Write end of the go pipe of a generic zygote child: the runtime reads "init" only
-        # once the launcher, which gets this descriptor with the code, has written one byte.
+        # Write end of the go pipe of a generic instance: its runtime reads "init" only once
+        # the platform, having given it its code (handover.py), has written one byte.
         self.go_fd = go_fd
         self._on_destroyed = on_destroyed
         self._loop = asyncio.get_running_loop()

@@ -83,6 +83,7 @@ class CreatePath(enum.Enum):
 
 class IsolatedSandbox(Sandbox):
     name = "isolated"
+    own_network = True  # every instance has its own namespace, made ahead or cloned (netns.py)
 
     def __init__(self, settings: Settings, probed: ProbeResult, scope: str):
         self.settings = settings
@@ -220,37 +221,42 @@ class IsolatedSandbox(Sandbox):
 
     # --- instances ------------------------------------------------------------------------
 
-    async def create(self, spec: SandboxSpec) -> IsolatedProcess:
+    def runtime_paths(self, spec: SandboxSpec) -> RuntimePaths:
+        return RuntimePaths(rootfs.CODE_DIR, tuple(rootfs.layer_dir(i) for i in range(len(spec.layer_dirs))),
+                            rootfs.TMP_DIR)
+
+    async def create(self, spec: SandboxSpec, first_frame: bytes = b"") -> IsolatedProcess:
         # A pre-built instance is handed over without a single suspension: nothing to cancel.
-        proc = self._create_prebuilt(spec)
+        proc = self._create_prebuilt(spec, first_frame)
         if proc is not None:
             return proc
         # Shielded: a caller that gives up must not strand a half-made instance; whatever
         # gets made after a cancellation is destroyed as soon as it exists.
-        task = asyncio.ensure_future(self._create(spec))
+        task = asyncio.ensure_future(self._create(spec, first_frame))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             task.add_done_callback(_destroy_abandoned)
             raise
 
-    def _create_prebuilt(self, spec: SandboxSpec) -> IsolatedProcess | None:
+    def _create_prebuilt(self, spec: SandboxSpec, first_frame: bytes) -> IsolatedProcess | None:
         """The fast path: a ready generic instance of the spec's shape that waits for its go
-        byte, given its code at once; None when there is none."""
+        byte, given its code and its first frame at once; None when there is none."""
         if not self.started or self._closing:
             return None
         started = time.perf_counter()
         _, code_dir, layer_dirs = self.paths.resolve(spec)
         self.table.check_new_id(spec.instance_id)
         shape = InstanceShape.of(spec)
-        proc, path = self.layer_ready.take(spec, code_dir), CreatePath.LAYER
+        proc, path = self.layer_ready.take(spec, code_dir, first_frame), CreatePath.LAYER
         if proc is None:
-            proc, path = self.handover.take_ready(self.generics, shape, code_dir, layer_dirs), CreatePath.PREBUILT
+            proc = self.handover.take_ready(self.generics, shape, code_dir, layer_dirs, first_frame)
+            path = CreatePath.PREBUILT
         if proc is None:
             return None
-        return self._created(proc, spec, shape, layer_dirs, path, started)
+        return self._created(proc, spec, shape, path, started, first_frame)
 
-    async def _create(self, spec: SandboxSpec) -> IsolatedProcess:
+    async def _create(self, spec: SandboxSpec, first_frame: bytes) -> IsolatedProcess:
         started = time.perf_counter()
         if not self.started or self._closing:
             raise SandboxError("the sandbox is not started")
@@ -258,33 +264,33 @@ class IsolatedSandbox(Sandbox):
         self.table.reserve(spec.instance_id)
         shape = InstanceShape.of(spec)
         try:
-            proc, path = await self._make_retrying(spec, shape, argv, code_dir, layer_dirs)
+            proc, path = await self._make_retrying(spec, shape, argv, code_dir, layer_dirs, first_frame)
         except BaseException:
             self.table.unreserve(spec.instance_id)
             raise
-        return self._created(proc, spec, shape, layer_dirs, path, started)
+        return self._created(proc, spec, shape, path, started, first_frame)
 
     async def _make_retrying(self, spec: SandboxSpec, shape: InstanceShape, argv: list[str], code_dir: str,
-                             layer_dirs: list[str]) -> tuple[IsolatedProcess, CreatePath]:
+                             layer_dirs: list[str], first_frame: bytes) -> tuple[IsolatedProcess, CreatePath]:
         """`_make`, once more on the restarted helpers when it failed because the launcher or
         the zygote died under it (e.g. "no Python zygote"): the helpers' death is the
         platform's, never the function's failure. A second failure is reported."""
         helpers = self.supervisor.launcher
         try:
-            return await self._make(spec, shape, argv, code_dir, layer_dirs)
+            return await self._make(spec, shape, argv, code_dir, layer_dirs, first_frame)
         except SandboxError as exc:
             if self._closing or (helpers is not None and helpers.alive and self.supervisor.launcher is helpers):
                 raise  # the helpers are fine: the failure is this instance's own
             log.warning("creating an instance failed as the sandbox's helpers died (%s); retrying on new ones", exc)
-        return await self._make(spec, shape, argv, code_dir, layer_dirs)
+        return await self._make(spec, shape, argv, code_dir, layer_dirs, first_frame)
 
     async def _make(self, spec: SandboxSpec, shape: InstanceShape, argv: list[str], code_dir: str,
-                    layer_dirs: list[str]) -> tuple[IsolatedProcess, CreatePath]:
+                    layer_dirs: list[str], first_frame: bytes) -> tuple[IsolatedProcess, CreatePath]:
         """The one strategy choice: each path in `CreatePath`'s order, the first that works."""
         proc = self.generics.take(shape)
         if proc is not None:
             try:
-                self.handover.give_code(proc, code_dir, layer_dirs)
+                self.handover.give_code(proc, code_dir, layer_dirs, first_frame)
                 return proc, CreatePath.PREBUILT
             except SandboxError as exc:  # e.g. it died just now: make one below
                 log.warning("a generic %s instance could not be used: %s", spec.runtime.name, exc)
@@ -293,7 +299,7 @@ class IsolatedSandbox(Sandbox):
         if await self.supervisor.zygote_for(spec.runtime):
             proc = await self.builder.build(BuildPlan(shape, name, argv, by_zygote=True))
             try:
-                self.handover.give_code(proc, code_dir, layer_dirs)
+                self.handover.give_code(proc, code_dir, layer_dirs, first_frame)
             except BaseException:
                 await proc.destroy()
                 raise
@@ -301,12 +307,14 @@ class IsolatedSandbox(Sandbox):
         plan = BuildPlan(shape, name, argv, code_dir=code_dir, layer_dirs=tuple(layer_dirs))
         return await self.builder.build(plan), CreatePath.EXEC
 
-    def _created(self, proc: IsolatedProcess, spec: SandboxSpec, shape: InstanceShape, layer_dirs: list[str],
-                 path: CreatePath, started: float) -> IsolatedProcess:
-        """What every successful create ends with: the instance is the spec's now."""
+    def _created(self, proc: IsolatedProcess, spec: SandboxSpec, shape: InstanceShape, path: CreatePath,
+                 started: float, first_frame: bytes) -> IsolatedProcess:
+        """What every successful create ends with: the instance is the spec's now (and has its
+        first frame: one exec'd with its code got none before its go byte)."""
+        if first_frame:
+            proc.send_first(first_frame)
         proc.promote()
-        proc.paths = RuntimePaths(rootfs.CODE_DIR, tuple(rootfs.layer_dir(i) for i in range(len(layer_dirs))),
-                                  rootfs.TMP_DIR)
+        proc.paths = self.runtime_paths(spec)
         self.table.claim(proc, spec.instance_id)
         proc.stats.update(create_ms=(time.perf_counter() - started) * 1000, path=path.value)
         self.generics.used(shape, self._prebuilt_floor(spec.runtime), self._prebuilt_ceiling(shape))

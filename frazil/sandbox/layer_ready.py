@@ -89,12 +89,12 @@ class LayerReady:
         shape = InstanceShape.of(spec).with_layers(spec.layer_dirs, spec.env)
         return None if shape.layers in self.unfit else shape
 
-    def take(self, spec: SandboxSpec, code_dir: str) -> IsolatedProcess | None:
-        """A ready instance for `spec`, its code on the way; None when there is none."""
+    def take(self, spec: SandboxSpec, code_dir: str, first_frame: bytes) -> IsolatedProcess | None:
+        """A ready instance for `spec`, given its code and `first_frame`; None when there is none."""
         shape = self.shape_for(spec)
         if shape is None:
             return None
-        proc = self._handover.take_ready(self.pool, shape, code_dir, [], attach=ATTACH_CODE)
+        proc = self._handover.take_ready(self.pool, shape, code_dir, [], first_frame, attach=ATTACH_CODE)
         if proc is not None:
             self._taken.add(proc.pid)
             self._measure(shape, proc)

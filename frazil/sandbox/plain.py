@@ -56,15 +56,21 @@ class PlainSandbox(Sandbox):
         shutil.rmtree(self._root, ignore_errors=True)
         self._root.mkdir(parents=True, exist_ok=True)
 
-    async def create(self, spec: SandboxSpec) -> SandboxProcess:
-        tmp_root = self._root / spec.instance_id
-        tmp_dir = tmp_root / "tmp"
+    def runtime_paths(self, spec: SandboxSpec) -> RuntimePaths:
+        return RuntimePaths(str(spec.code_dir), tuple(str(p) for p in spec.layer_dirs),
+                            str(self._root / spec.instance_id / "tmp"))
+
+    async def create(self, spec: SandboxSpec, first_frame: bytes = b"") -> SandboxProcess:
+        # A runtime exec'd now reads its first frame whenever it comes: the caller sends it.
+        paths = self.runtime_paths(spec)
+        tmp_dir = Path(paths.tmp_dir)
         tmp_dir.mkdir(parents=True)
+        tmp_root = tmp_dir.parent
         argv = spec.runtime.argv(str(spec.runtime.interpreter()), str(RUNTIMES_ROOT), spec.memory_mb)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "TMPDIR": str(tmp_dir),
-            "HOME": str(tmp_dir),
+            "TMPDIR": paths.tmp_dir,
+            "HOME": paths.tmp_dir,
             "LANG": "C.UTF-8",
         }
         try:
@@ -77,7 +83,7 @@ class PlainSandbox(Sandbox):
             pid=pid,
             channel=channel,
             output_fd=output_fd,
-            paths=RuntimePaths(str(spec.code_dir), tuple(str(p) for p in spec.layer_dirs), str(tmp_dir)),
+            paths=paths,
             tmp_root=tmp_root,
             waiter=ChildWaiter(pid),
         )

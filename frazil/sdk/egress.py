@@ -74,11 +74,11 @@ class Egress:
         self._host = host  # frazil.sdk.host.SdkHost: the proxy and the lanes
         self._servers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # instance -> (server, tasks)
 
-    def environment(self, instance) -> dict[str, str]:
-        """The environment `instance`'s runtime gets: the proxy's, when the instance has a
-        network namespace of its own (empty otherwise: a sandbox without isolation has the
+    def environment(self, sandbox) -> dict[str, str]:
+        """The environment the runtimes of `sandbox` get: the proxy's, when each instance has
+        a network namespace of its own (empty otherwise: a sandbox without isolation has the
         host's network). Given with init, before `open()` listens."""
-        return dict(PROXY_ENV) if instance.proc.own_network else {}
+        return dict(PROXY_ENV) if sandbox.own_network else {}
 
     async def open(self, instance) -> None:
         """Listen in `instance`'s network namespace (one `environment` gave the proxy's

@@ -23,6 +23,8 @@ code is never run: what a "function" does is read from its event (a dict):
     {"flood": {"n": N, "call": C}}  write N such sdk_calls at once, read no reply, go on
     {"after": [F, ...]}    write these frames right after the answer (the instance is idle)
     {"hang": true}         never answer (until the platform kills the runtime)
+    {"report_ms": V}       say V as the handler's duration_ms in the result (any JSON value;
+                           without it the result carries none)
 
 A frame F is a dict, encoded as a frame, or {"raw": "text", "announce": N}: a length prefix
 announcing N bytes (default: the length of `text`) followed by just `text`.
@@ -90,7 +92,7 @@ class FakeProcess(SandboxProcess):
     def __init__(self, sandbox: "FakeSandbox", spec: SandboxSpec, channel: socket.socket, output_fd: int,
                  peer: socket.socket, output_w: int):
         super().__init__(instance_id=spec.instance_id, pid=next(_FAKE_PIDS), channel=channel, output_fd=output_fd,
-                         paths=RuntimePaths(str(spec.code_dir), tuple(str(p) for p in spec.layer_dirs), "/tmp"))
+                         paths=sandbox.runtime_paths(spec))
         self.spec = spec
         self._sandbox = sandbox
         self._peer = peer
@@ -234,12 +236,13 @@ class FakeProcess(SandboxProcess):
             if "exit" in script:
                 self._exit_code = int(script["exit"])
                 return None
+            reported = {"duration_ms": script["report_ms"]} if "report_ms" in script else {}
             if "raise" in script or sandbox.attempts[invoke["id"]] <= int(script.get("fail_first", 0)):
-                return {"type": protocol.RESULT, "id": invoke["id"], "ok": False,
+                return {"type": protocol.RESULT, "id": invoke["id"], "ok": False, **reported,
                         "error": {"type": "ValueError", "message": str(script.get("raise", "not yet")), "stack": ""}}
             result = script["return"] if "return" in script else (
                 "x" * script["pad"] if "pad" in script else replies if "sdk" in script else invoke["event"])
-            return {"type": protocol.RESULT, "id": invoke["id"], "ok": True, "result": result}
+            return {"type": protocol.RESULT, "id": invoke["id"], "ok": True, **reported, "result": result}
         finally:
             sandbox.running -= 1
 
@@ -281,7 +284,10 @@ class FakeSandbox(Sandbox):
     async def start(self) -> None:
         pass
 
-    async def create(self, spec: SandboxSpec) -> SandboxProcess:
+    def runtime_paths(self, spec: SandboxSpec) -> RuntimePaths:
+        return RuntimePaths(str(spec.code_dir), tuple(str(p) for p in spec.layer_dirs), "/tmp")
+
+    async def create(self, spec: SandboxSpec, first_frame: bytes = b"") -> SandboxProcess:
         channel, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         channel.setblocking(False)
         peer.setblocking(False)

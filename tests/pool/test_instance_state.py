@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frazil.pool.instance import TRANSITIONS, ForbiddenTransition, InitFailed, Instance, InstanceState as St
+from frazil.pool.instance import TRANSITIONS, ForbiddenTransition, InitFailed, InitFrame, Instance, InstanceState as St
 from frazil.runtimes import get_runtime
 from frazil.sandbox.base import SandboxSpec
 from frazil.store.models import InvocationStatus
@@ -21,7 +21,8 @@ async def new_instance(tmp_path):
     async def make(**fields) -> Instance:
         version = make_version(**fields)
         spec = SandboxSpec(instance_id=f"i{len(made)}", runtime=get_runtime(version.runtime), code_dir=tmp_path)
-        instance = Instance(version, await sandbox.create(spec), log_cap=4096, max_result_bytes=4096)
+        init = InitFrame.make(version, sandbox.runtime_paths(spec), max_result_bytes=4096, platform_env={})
+        instance = Instance(version, await sandbox.create(spec, init.frame), init, log_cap=4096, max_result_bytes=4096)
         made.append(instance)
         return instance
 

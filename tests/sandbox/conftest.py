@@ -57,6 +57,12 @@ def make_code_dir(root: Path, files: dict[str, str] | None = None) -> Path:
     return code
 
 
+def init_message(paths, handler: str = "index.main") -> dict:
+    """The platform's init for a test function whose runtime sees its dirs at `paths`."""
+    return {"type": protocol.INIT, "handler": handler, "code_dir": paths.code_dir,
+            "layer_dirs": list(paths.layer_dirs), "env": {}, "function": "t", "version": 1, "memory_mb": 128}
+
+
 class RuntimeClient:
     """The platform's side of one instance's channel, reduced to what tests need."""
 
@@ -84,12 +90,12 @@ class RuntimeClient:
     async def send(self, message: dict) -> None:
         await self._loop.sock_sendall(self.proc.channel, protocol.encode(message))
 
-    async def start(self, handler: str = "index.main", timeout: float = 10.0) -> None:
+    async def start(self, handler: str = "index.main", timeout: float = 10.0, *, sent: bool = False) -> None:
+        """Read hello, send init (`sent`: create() was given it as its first frame), read ready."""
         self.hello = await self.recv(timeout)
         assert self.hello and self.hello["type"] == protocol.HELLO, self.hello
-        await self.send({"type": protocol.INIT, "handler": handler, "code_dir": self.proc.paths.code_dir,
-                         "layer_dirs": list(self.proc.paths.layer_dirs), "env": {}, "function": "t",
-                         "version": 1, "memory_mb": 128})
+        if not sent:
+            await self.send(init_message(self.proc.paths, handler))
         ready = await self.recv(timeout)
         assert ready and ready["type"] == protocol.READY, ready
 
@@ -222,22 +228,25 @@ async def prime_layer(sandbox, spec: SandboxSpec, timeout_s: float = 60.0) -> No
 
 @pytest.fixture
 async def instance(sandbox, spec_factory, tmp_path):
-    """`await instance(**spec_overrides)` -> a started RuntimeClient; destroyed at the end."""
+    """`await instance(**spec_overrides)` -> a started RuntimeClient; destroyed at the end.
+    Its init is create()'s first frame, as the pool gives it: written by the sandbox itself
+    (a pre-built instance gets it before it is let go), never by the client."""
     made = []
     by_layer = sandbox.layer_ready.enabled
 
     async def make(**overrides) -> RuntimeClient:
         if by_layer:
             overrides.setdefault("layer_dirs", (make_code_dir(tmp_path, TEST_LAYER),))
-            spec = spec_factory(**overrides)
+        spec = spec_factory(**overrides)
+        if by_layer:
             await prime_layer(sandbox, spec)
-            proc = await sandbox.create(spec)
-            assert proc.stats["path"] == "layer", proc.stats
-        else:
-            proc = await sandbox.create(spec_factory(**overrides))
+        proc = await sandbox.create(spec, protocol.encode(init_message(sandbox.runtime_paths(spec))))
         made.append(proc)
+        if by_layer:
+            assert proc.stats["path"] == "layer", proc.stats
+        assert proc.unsent_first == b"", "create() wrote its first frame, whole"
         client = RuntimeClient(proc)
-        await client.start()
+        await client.start(sent=True)
         return client
 
     if sandbox.settings.sandbox_prebuilt:

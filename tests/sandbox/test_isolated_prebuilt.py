@@ -53,7 +53,7 @@ class TestSpecialization:
         os.kill(launcher_pid, signal.SIGKILL)
         await poll(lambda: not sandbox.launcher.alive, 5, "the launcher's death to be seen")
         code = code_factory({"index.py": "def main(event, context):\n    return 'no launcher'\n"})
-        proc = sandbox._create_prebuilt(spec_factory(code_dir=code))
+        proc = sandbox._create_prebuilt(spec_factory(code_dir=code), b"")
         assert proc is not None and proc.stats["path"] == "prebuilt"
         try:
             client = RuntimeClient(proc)
@@ -156,6 +156,7 @@ class TestSpecialization:
     @pytest.mark.parametrize("runtime", [PYTHON, pytest.param(NODE, marks=pytest.mark.skipif(
         shutil.which("node") is None, reason="Node.js is not installed on this host"))], ids=lambda r: r.language)
     async def test_an_instance_whose_code_cannot_be_attached_ends_before_init(self, sandbox, code_factory, runtime):
+        """...and is never given its first frame (the function's init, with its settings)."""
         shape = shape_of(sandbox.settings, runtime=runtime)
         sandbox.keep_ready(shape, 1)
         await sandbox.generics.settled(30)
@@ -165,9 +166,10 @@ class TestSpecialization:
         not_a_tree = os.open(str(code_factory()), os.O_RDONLY | os.O_DIRECTORY)  # move_mount refuses it
         try:
             with pytest.raises(SandboxError, match="could not give the instance its code"):
-                sandbox.handover._attach(proc, [not_a_tree], ATTACH_ALL)
+                sandbox.handover._attach(proc, [not_a_tree], ATTACH_ALL, b"the function's init")
         finally:
             os.close(not_a_tree)
+        assert proc.unsent_first is None  # never sent
         assert (await client.recv())["type"] == "hello"
         try:
             await client.send({"type": "init", "handler": "index.main", "code_dir": "/code", "layer_dirs": [],
