@@ -23,9 +23,11 @@ Messages, in the order they flow for one instance:
                        answer: it carries "timeout_ms" instead of "deadline_ms" (the deadline is
                        that long after the runtime starts the invocation). The runtime serves
                        it once init is done; after "init_error" it serves nothing more.
-  runtime -> platform  {"type": "result", "id": "...", "ok": true, "result": <json>}
-                   or  {"type": "result", "id": "...", "ok": false, "error": ERROR}
-ERROR is {"type": "<class name>", "message": "...", "stack": "..."}.
+  runtime -> platform  {"type": "result", "id": "...", "ok": true, "duration_ms": N, "result": <json>}
+                   or  {"type": "result", "id": "...", "ok": false, "duration_ms": N, "error": ERROR}
+ERROR is {"type": "<class name>", "message": "...", "stack": "..."}. "duration_ms" is how long
+the handler ran, by the runtime's clock: the platform takes it, but never more than it saw
+from sending the invocation to reading the result (without it, the platform's own figure).
 
 Before each "result" the runtime flushes the function's output and writes `log_marker`
 to the output pipe, so the platform knows which output belongs to which invocation. When

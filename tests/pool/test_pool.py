@@ -207,6 +207,39 @@ class TestWarmAndCold:
         assert "frazil_sandbox_destroy_seconds_count 1.0" in metrics
 
 
+class TestDuration:
+    """duration_ms is the handler's run time as its runtime measured it, within what the
+    platform saw: a runtime may make its own figure smaller, never larger."""
+
+    async def test_the_runtimes_figure_cold_and_warm_and_on_failure(self, frazil):
+        """(Figures of a few µs: less than any round trip the platform can see.)"""
+        await frazil.deploy("timed")
+        cold = await frazil.invoke("timed", {"report_ms": 0.003})
+        warm = await frazil.invoke("timed", {"report_ms": 0.002})
+        failed = await frazil.invoke("timed", {"report_ms": 0.001, "raise": "no"})
+        assert (cold["cold"], warm["cold"], failed["success"]) == (True, False, False)
+        assert [b["duration_ms"] for b in (cold, warm, failed)] == [0.003, 0.002, 0.001]
+        assert (await frazil.record(cold["invocation_id"]))["duration_ms"] == 0.003
+
+    async def test_never_more_than_the_platform_saw(self, frazil):
+        await frazil.deploy("boastful")
+        for event in ({"report_ms": 3_600_000}, {"report_ms": 1e300}):
+            started = time.perf_counter()
+            body = await frazil.invoke("boastful", event)
+            assert 0 <= body["duration_ms"] <= (time.perf_counter() - started) * 1000, body
+
+    @pytest.mark.parametrize("reported", [-5, "soon", True, None, [1]])
+    async def test_a_figure_that_is_no_duration_is_ignored(self, frazil, reported):
+        """The platform's own figure then: a number of ms within the call."""
+        await frazil.deploy("garbled")
+        for _ in range(2):  # cold, then warm
+            started = time.perf_counter()
+            body = await frazil.invoke("garbled", {"report_ms": reported})
+            assert body["success"] is True, body
+            assert isinstance(body["duration_ms"], float), body
+            assert 0 <= body["duration_ms"] <= (time.perf_counter() - started) * 1000, body
+
+
 class TestKilledByItsInvocation:
     """An invocation that times out or crashes takes its instance with it (STYLE habit 6)."""
 

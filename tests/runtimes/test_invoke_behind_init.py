@@ -57,3 +57,38 @@ def test_nothing_behind_a_failed_init_is_served(start_loop, tmp_path, runtime):
     assert failed["type"] == "init_error" and "broken at load" in failed["error"]["message"], failed
     assert loop.recv() is None  # the channel closes: no result frame for the invoke behind it
     assert loop.wait_exit(5.0) is not None
+
+
+TIMED = {
+    NODE: {"index.js": "Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300); // a slow load\n"
+                       "exports.main = async (event) => {\n"
+                       "  await new Promise((resolve) => setTimeout(resolve, 30));\n"
+                       "  if (event.fail) throw new Error('failed on purpose');\n"
+                       "  return 'done';\n"
+                       "};\n"},
+    PYTHON: {"index.py": "import time\ntime.sleep(0.3)  # a slow load\n"
+                         "def main(event, context):\n    time.sleep(0.03)\n"
+                         "    if event.get('fail'):\n        raise ValueError('failed on purpose')\n"
+                         "    return 'done'\n"},
+}
+
+
+def test_each_result_says_how_long_its_handler_ran(start_loop, tmp_path, runtime):
+    """By the runtime's clock, from the invocation's start: the one behind init does not count
+    the 300 ms load (the platform, reading "ready" and the result at once, could not tell);
+    a handler that raised says it too."""
+    loop = start_loop(runtime)
+    loop.hello()
+    code_dir = write_tree(tmp_path / "code", TIMED[runtime])
+    init = {"type": "init", "handler": "index.main", "code_dir": str(code_dir), "layer_dirs": [], "env": {},
+            "function": "fn", "version": 1, "memory_mb": 128}
+    first = {"type": "invoke", "id": "inv-1", "event": {}, "cold": True, "timeout_ms": 60_000, "sdk_token": "t"}
+    loop.channel.sendall(encode(init) + encode(first))
+    assert loop.recv()["type"] == "ready"
+    behind_init = loop.recv()
+    loop.send({"type": "invoke", "id": "inv-2", "event": {"fail": True}, "cold": False,
+               "deadline_ms": 2e13, "sdk_token": "t"})
+    failed = loop.recv()
+    assert behind_init["ok"] is True and failed["ok"] is False and "on purpose" in failed["error"]["message"]
+    for result in (behind_init, failed):  # (a Node timer may fire a little early by the µs clock)
+        assert 25 <= result["duration_ms"] < 300, result

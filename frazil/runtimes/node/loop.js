@@ -210,25 +210,30 @@ function describeErrorWhole(err) {
   }
 }
 
-function resultError(id, type, message) {
-  return protocol.encode({ type: protocol.RESULT, id, ok: false, error: { type, message, stack: '' } });
+function resultError(id, durationMs, type, message) {
+  return protocol.encode({ type: protocol.RESULT, id, ok: false, duration_ms: durationMs, error: { type, message, stack: '' } });
 }
 
 /** The result frame for `value`: pre-encoded JSON spliced in, or a typed error. */
-function resultFrame(id, value, maxBytes) {
+function resultFrame(id, durationMs, value, maxBytes) {
   let encoded;
   try {
     encoded = JSON.stringify(value === undefined ? null : value);
   } catch (err) {
-    return resultError(id, 'ResultNotSerializable', `the result cannot be encoded as JSON: ${err && err.message}`);
+    return resultError(id, durationMs, 'ResultNotSerializable', `the result cannot be encoded as JSON: ${err && err.message}`);
   }
   if (encoded === undefined) encoded = 'null'; // a function or a symbol
   const size = Buffer.byteLength(encoded, 'utf8');
   if (size > maxBytes) {
-    return resultError(id, 'ResultTooLarge', `the result is ${size} bytes; the limit is ${maxBytes}`);
+    return resultError(id, durationMs, 'ResultTooLarge', `the result is ${size} bytes; the limit is ${maxBytes}`);
   }
-  const head = JSON.stringify({ type: protocol.RESULT, id, ok: true });
+  const head = JSON.stringify({ type: protocol.RESULT, id, ok: true, duration_ms: durationMs });
   return protocol.frameText(`${head.slice(0, -1)},"result":${encoded}}`);
+}
+
+/** Milliseconds since `started` (a process.hrtime.bigint()), to the µs. */
+function msSince(started) {
+  return Math.round(Number(process.hrtime.bigint() - started) / 1e3) / 1e3;
 }
 
 function writeMarker(marker) {
@@ -348,12 +353,13 @@ class Runtime {
     };
     let frame;
     bridge.setCurrentInvocation({ id, deadline_ms: deadline, sdk_token: request.sdk_token, user: context.user });
+    const started = process.hrtime.bigint();
     try {
       if (!this.initialized) throw new Error('the runtime was not initialized');
       const value = await this.call(request.event === undefined ? null : request.event, context);
-      frame = resultFrame(id, value, this.maxResultBytes);
+      frame = resultFrame(id, msSince(started), value, this.maxResultBytes);
     } catch (err) {
-      frame = protocol.encode({ type: protocol.RESULT, id, ok: false, error: describeError(err) });
+      frame = protocol.encode({ type: protocol.RESULT, id, ok: false, duration_ms: msSince(started), error: describeError(err) });
     } finally {
       bridge.setCurrentInvocation(null);
     }

@@ -310,6 +310,7 @@ class Runtime:
         self.loop = None  # created on the first async handler, then reused
         self.sdk = SdkBridge(channel)
         sys.modules[BRIDGE_MODULE] = self.sdk
+        self.duration_ms = 0.0  # how long the last invocation's handler ran (the result says it)
 
     def initialize(self, init):
         self.meta = init
@@ -325,6 +326,7 @@ class Runtime:
             self.meta.get("memory_mb"), request.get("cold", False), request["deadline_ms"], request.get("user"),
         )
         self.sdk.begin(request)
+        started = time.perf_counter()
         try:
             value = self.handler(*(request.get("event"), context)[:self.arguments])
             if hasattr(value, "__await__"):  # a coroutine or any awaitable
@@ -336,6 +338,7 @@ class Runtime:
         except Exception as exc:  # the function's error, reported; the instance stays usable
             return {"type": protocol.RESULT, "id": request["id"], "ok": False, "error": describe_error(exc)}
         finally:
+            self.duration_ms = round((time.perf_counter() - started) * 1000, 3)
             self.sdk.end()
         return self._result(request["id"], value)
 
@@ -408,11 +411,12 @@ def serve(channel, before_init=None):
         marked = flush_output(request.get("log_marker"))
         if isinstance(outcome, bytes):
             # The result is already JSON: splice it in instead of encoding it twice.
-            head = json.dumps({"type": protocol.RESULT, "id": request["id"], "ok": True, "marker": marked},
-                              separators=(",", ":"), ensure_ascii=False).encode()
+            head = json.dumps({"type": protocol.RESULT, "id": request["id"], "ok": True, "marker": marked,
+                               "duration_ms": runtime.duration_ms}, separators=(",", ":"), ensure_ascii=False).encode()
             channel.send_raw(head[:-1] + b',"result":' + outcome + b"}")
         else:
             outcome["marker"] = marked
+            outcome["duration_ms"] = runtime.duration_ms
             channel.send(outcome)
 
 
