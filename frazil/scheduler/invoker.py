@@ -110,8 +110,6 @@ class Invoker:
         record.attempts += 1
         record.started_at = time.time()
         self.inflight[record.id] = record
-        if self.metrics:
-            self.metrics.started(version)
         try:
             outcome = await self._attempt(record, version, event_json,
                                           version.timeout_s if timeout_s is None else min(timeout_s, version.timeout_s))
@@ -151,6 +149,8 @@ class Invoker:
                 "RuntimeExited", f"not started: {lapsed_why(version.memory_mb)}"))
         try:
             user = orjson.loads(record.caller) if record.caller is not None else None
+            if self.metrics:
+                self.metrics.started(version)  # (nothing of it runs before the event is sent)
             return await instance.invoke(record.id, event_json, cold=cold, timeout_s=timeout_s, user=user)
         except InitFailed as exc:  # the handler did not load: the invocation's failure, as above
             return _init_failed(exc)
