@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the benchmarks need beyond frazil itself (run as root on Debian): wrk and hyperfine
-# from Debian, and the `bench` extra (functions-framework, py-spy) in the project's venv.
+# from Debian, and the `bench` extra (functions-framework, py-spy, granian) in the project's venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
@@ -11,4 +11,4 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
-echo "bench setup: ready (wrk, hyperfine, functions-framework, py-spy)"
+echo "bench setup: ready (wrk, hyperfine, functions-framework, py-spy, granian)"
