@@ -13,17 +13,23 @@ from bench.procfs import free_m
 from bench.source import ENV_FRAZIL_REF, ENV_FRAZIL_SRC
 
 
-def cpu_idle_fraction(interval_s: float = 1.0) -> float:
-    """Share of all CPUs idle over `interval_s` (from /proc/stat)."""
-    def sample():
-        with open("/proc/stat") as f:
-            nums = [int(x) for x in f.readline().split()[1:]]
-        return nums[3] + nums[4], sum(nums)  # idle + iowait, total
+def cpu_times() -> tuple[int, int]:
+    """All CPUs' (idle + iowait, total) time so far, in ticks (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        nums = [int(x) for x in f.readline().split()[1:]]
+    return nums[3] + nums[4], sum(nums)
 
-    idle0, total0 = sample()
+
+def idle_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of all CPUs idle between two `cpu_times()`."""
+    return (after[0] - before[0]) / max(1, after[1] - before[1])
+
+
+def cpu_idle_fraction(interval_s: float = 1.0) -> float:
+    """Share of all CPUs idle over `interval_s`."""
+    before = cpu_times()
     time.sleep(interval_s)
-    idle1, total1 = sample()
-    return (idle1 - idle0) / max(1, total1 - total0)
+    return idle_share(before, cpu_times())
 
 
 def wait_for_quiet(what: str, max_wait_s: float = 120.0, min_idle: float = 0.85) -> dict:

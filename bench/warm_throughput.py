@@ -14,9 +14,11 @@ order that rotates from round to round, after waiting (bounded) for a quiet mach
 -c16` for `--duration` seconds against each, with the CPU time its processes used over the
 run read from /proc (frazil: the server process, and its instances apart; functions-framework:
 gunicorn's master and worker). Reported: req/s per round and their median, CPU µs per request
-(server, instances, all), failed frazil invocations and cold starts during the runs, and the
-ratios this/functions-framework (target >= 1.0x, aim 1.5x), baseline/functions-framework and
-this/baseline. On a busy machine trust the CPU µs per request more than req/s.
+(server, instances, all), how busy the machine's CPUs were during the runs (wrk included: at
+~100% more server processes could not add throughput here), failed frazil invocations and cold
+starts during the runs, and the ratios this/functions-framework (target >= 1.0x, aim 1.5x),
+baseline/functions-framework and this/baseline. On a busy machine trust the CPU µs per request
+more than req/s.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from bench.cli import add_baseline_options, base_parser, compared_sources, start
 from bench.functions import EVENT
 from bench.functions_framework import FunctionsFramework, ff_version
 from bench.invoke_latency import deploy_hello, frazil_cpu_groups, server_env, warm_up_wrk
+from bench.machine import cpu_times, idle_share
 from bench.metrics import metric_sum
 from bench.procfs import cpu_seconds
 from bench.server import FrazilServer
@@ -81,21 +84,24 @@ def measure(target: Target, connections: int, duration_s: float) -> dict:
     groups = target.cpu_groups()
     before = {k: cpu_seconds(v) for k, v in groups.items()}
     counted = target.counters()
+    machine_before = cpu_times()
     res = wrk(target.url + target.path, connections=connections, threads=min(connections, 2), duration_s=duration_s,
               method="POST", body=EVENT, headers=target.headers)
+    machine_busy = 1 - idle_share(machine_before, cpu_times())
     requests = max(1, res["requests"])
     cpu = {k: 1e6 * (cpu_seconds(v) - before[k]) / requests for k, v in groups.items()}
     after = target.counters()
     return {"rps": res["rps"], "p50": res["p50"], "p99": res["p99"], "requests": res["requests"],
             "non_2xx": res["non_2xx"], "socket_errors": res["socket_errors"], "command": res["command"],
             "server_cpu_us": cpu.get("server", 0.0), "instances_cpu_us": cpu.get("instances", 0.0),
+            "machine_busy": machine_busy,
             **{f"{k}_during": after[k] - counted[k] for k in counted}}
 
 
 def summary(target: Target) -> dict:
     med = lambda key: statistics.median(r[key] for r in target.runs)  # noqa: E731
     out = {"rps": med("rps"), "p50": med("p50"), "p99": med("p99"), "server_cpu_us": med("server_cpu_us"),
-           "instances_cpu_us": med("instances_cpu_us"),
+           "instances_cpu_us": med("instances_cpu_us"), "machine_busy": med("machine_busy"),
            "non_2xx": sum(r["non_2xx"] for r in target.runs),
            "socket_errors": sum(r["socket_errors"] for r in target.runs),
            "failed_during": sum(r.get("failed_during", 0) for r in target.runs),
@@ -146,9 +152,10 @@ def main(argv=None) -> int:
     report.table(f"Warm POST at {args.connections} connections, wrk -t2, {args.duration:g} s x {args.rounds} rounds "
                  f"(median of rounds; sandbox: {sandbox})",
                  ["server", "req/s per round", "req/s", "p50 ms", "p99 ms", "server CPU µs/req",
-                  "instances CPU µs/req", "all CPU µs/req", "non-2xx", "failed / cold during"],
+                  "instances CPU µs/req", "all CPU µs/req", "machine CPUs busy", "non-2xx", "failed / cold during"],
                  [[t.label, " / ".join(f"{r['rps']:,.0f}" for r in t.runs), s["rps"], s["p50"], s["p99"],
-                   s["server_cpu_us"], s["instances_cpu_us"], s["all_cpu_us"], s["non_2xx"] + s["socket_errors"],
+                   s["server_cpu_us"], s["instances_cpu_us"], s["all_cpu_us"], f"{s['machine_busy']:.0%}",
+                   s["non_2xx"] + s["socket_errors"],
                    f"{s['failed_during']:g} / {s['cold_during']:g}" if t.frazil else "-"]
                   for t, s in ((t, sums[t.label]) for t in targets)])
     ff_rps = sums[FF]["rps"]
