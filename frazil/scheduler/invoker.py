@@ -150,7 +150,7 @@ class Invoker:
         try:
             user = orjson.loads(record.caller) if record.caller is not None else None
             if self.metrics:
-                self.metrics.started(version)  # (nothing of it runs before the event is sent)
+                self.metrics.started(version)  # what it defers runs at invoke()'s first wait, the event sent
             return await instance.invoke(record.id, event_json, cold=cold, timeout_s=timeout_s, user=user)
         except InitFailed as exc:  # the handler did not load: the invocation's failure, as above
             return _init_failed(exc)
