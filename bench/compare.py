@@ -144,7 +144,7 @@ async def _instance_per_call(sandbox_name: str, n: int, options: dict) -> dict:
                                   platform_env={})
             proc = await sandbox.create(spec, init.frame)
             ta = time.perf_counter_ns()
-            instance = Instance(version, proc, init, log_cap=65536, max_result_bytes=6 * 1024 * 1024)
+            instance = Instance(version, proc, init, log_cap=65536)
             try:
                 await instance.start(init_timeout_s=10)
                 instance.lease()

@@ -173,6 +173,7 @@ class InitFrame:
     frame: bytes
     marker: bytes  # ends init's output
     proxied: bool  # it gives the proxy's variables: the instance must be served (EgressHook.open)
+    max_result_bytes: int  # what it tells the runtime, and what the instance then accepts
 
     @classmethod
     def make(cls, version: FunctionVersion, paths: RuntimePaths, *, max_result_bytes: int,
@@ -191,7 +192,7 @@ class InitFrame:
             "max_result_bytes": max_result_bytes,
             "log_marker": marker.decode(),
         }))
-        return cls(frame, marker, bool(platform_env))
+        return cls(frame, marker, bool(platform_env), max_result_bytes)
 
 
 class Instance:
@@ -200,9 +201,9 @@ class Instance:
     to. `state` changes only in `_become()`, along TRANSITIONS."""
 
     def __init__(self, version: FunctionVersion, proc: SandboxProcess, init: InitFrame, *, log_cap: int,
-                 max_result_bytes: int, sdk_handler: SdkHandler | None = None, resident: bool = False,
-                 egress: EgressHook | None = None, on_ready: Callable[["Instance"], None] | None = None):
-        """`init`: made with the same `max_result_bytes`, and given to the sandbox's create()."""
+                 sdk_handler: SdkHandler | None = None, resident: bool = False, egress: EgressHook | None = None,
+                 on_ready: Callable[["Instance"], None] | None = None):
+        """`init`: the one given to the sandbox's create() as its first frame."""
         self.id = proc.instance_id
         self.version = version
         self.proc = proc
@@ -226,8 +227,7 @@ class Instance:
         self._egress = egress
         self._on_ready = on_ready  # called once the runtime said "ready" to init
         self.death: str | None = None
-        self._max_result_bytes = max_result_bytes
-        self._limits = protocol.RuntimeFrameLimits(max_result_bytes)
+        self._limits = protocol.RuntimeFrameLimits(init.max_result_bytes)
         self._sdk_handler = sdk_handler
         self._output = OutputCapture(log_cap)
         self._loop = asyncio.get_running_loop()
@@ -650,7 +650,7 @@ class Instance:
         if isinstance(exc, protocol.FrameTooLarge) and exc.kind == protocol.RESULT:
             error = error_dict(ErrorType.RESULT_TOO_LARGE,
                                f"the function's result frame is {exc.size} bytes; a result may be at most "
-                               f"{self._max_result_bytes} bytes (with {protocol.RESULT_ENVELOPE_BYTES} bytes "
+                               f"{self._init_frame.max_result_bytes} bytes (with {protocol.RESULT_ENVELOPE_BYTES} bytes "
                                f"of envelope)")
         else:
             error = error_dict(ErrorType.PROTOCOL_VIOLATION,

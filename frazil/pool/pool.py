@@ -217,8 +217,7 @@ class InstancePool:
                               platform_env=self._egress.environment(self.sandbox) if self._egress is not None else {})
         proc = await self.sandbox.create(spec, init.frame)
         instance = Instance(version, proc, init, log_cap=self.settings.log_cap_bytes,
-                            max_result_bytes=self.settings.max_payload_bytes, sdk_handler=self._sdk_handler,
-                            egress=self._egress, resident=resident,
+                            sdk_handler=self._sdk_handler, egress=self._egress, resident=resident,
                             on_ready=lambda instance: self._created(instance, started))
         try:
             await instance.begin(init_timeout_s=max(10.0, version.timeout_s))

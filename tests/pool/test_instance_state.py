@@ -22,7 +22,7 @@ async def new_instance(tmp_path):
         version = make_version(**fields)
         spec = SandboxSpec(instance_id=f"i{len(made)}", runtime=get_runtime(version.runtime), code_dir=tmp_path)
         init = InitFrame.make(version, sandbox.runtime_paths(spec), max_result_bytes=4096, platform_env={})
-        instance = Instance(version, await sandbox.create(spec, init.frame), init, log_cap=4096, max_result_bytes=4096)
+        instance = Instance(version, await sandbox.create(spec, init.frame), init, log_cap=4096)
         made.append(instance)
         return instance
 

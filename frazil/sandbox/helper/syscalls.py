@@ -45,7 +45,7 @@ NR = {
 
 # --- namespaces (clone/unshare/setns flags) ---------------------------------------------
 CLONE_NEWTIME = 0x00000080
-CLONE_FS = 0x00000200  # (unshare: a filesystem context of its own, see frazil.sandbox.attach)
+CLONE_FS = 0x00000200  # (unshare: a filesystem context of its own, see helper/visit.py)
 CLONE_PARENT = 0x00008000
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000

@@ -39,10 +39,10 @@ FAILED = "failed"
 SPAWNED = "spawned"
 ERROR = "error"
 MAX_MESSAGE = 256 * 1024
+MAX_FDS = 32
 # The byte on a generic instance's go pipe (platform -> instance, `frazil.sandbox.handover`):
 GO = b"1"  # its code is attached: read "init"
 IMPORT_LAYERS = b"L"  # its layers are attached: import their packages, then wait for GO (zygote_child)
-MAX_FDS = 32
 
 Handler = Callable[[dict, list[int]], dict]
 
