@@ -3,13 +3,12 @@ isolation: the baseline of warm throughput (issue 15). One module, used by `comp
 `warm_throughput` alike."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from bench.client import check_status_200, http_request_bytes
 from bench.functions import EVENT
 from bench.paths import VENV_BIN
-from bench.processes import OwnedProcess, wait_for_port
+from bench.processes import OwnedProcess, start_listening
 from frazil.testing import HOST, free_port
 
 FF_SOURCE = '''\
@@ -54,15 +53,8 @@ class FunctionsFramework:
         return self.owned.popen.pid
 
     def start(self) -> "FunctionsFramework":
-        with open(self.log_path, "ab") as log:
-            popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=self.source.parent)
-        self.owned = OwnedProcess(popen, f"functions-framework on port {self.port}", term_timeout_s=10)
-        try:
-            wait_for_port(self.port, self.owned, 30, self.log_path)
-        except BaseException:
-            self.owned.stop()
-            raise
+        self.owned = start_listening(self.argv, f"functions-framework on port {self.port}", self.port, self.log_path,
+                                     self.source.parent)
         return self
 
     def stop(self) -> None:

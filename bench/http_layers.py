@@ -15,7 +15,6 @@ machine's two cores.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +26,7 @@ from bench.cli import base_parser, start_run
 from bench.functions import EVENT
 from bench.invoke_latency import warm_up_wrk
 from bench.paths import VENV_BIN
-from bench.processes import OwnedProcess, wait_for_port
+from bench.processes import OwnedProcess, start_listening
 from bench.warm_throughput import Target, measure, summary
 from frazil.testing import HOST, free_port
 from frazil.testing.processes import descendants
@@ -68,17 +67,9 @@ LAYERS = {
 
 def start(label: str, work: Path) -> tuple[OwnedProcess, Target]:
     port = free_port()
-    log_path = work / f"{label.split(' ')[0]}-{port}.log"
-    with open(log_path, "ab") as log:
-        popen = subprocess.Popen(LAYERS[label](port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, cwd=work)
-    owned = OwnedProcess(popen, f"{label} on port {port}", term_timeout_s=10)
-    try:
-        wait_for_port(port, owned, 30, log_path)
-    except BaseException:
-        owned.stop()
-        raise
-    pid = popen.pid
+    owned = start_listening(LAYERS[label](port), f"{label} on port {port}", port,
+                            work / f"{label.split(' ')[0]}-{port}.log", work)
+    pid = owned.popen.pid
     target = Target(label, f"http://{HOST}:{port}", "/", {"Content-Type": "application/json"},
                     lambda: {"server": [pid, *descendants(pid)], "instances": []})
     return owned, target

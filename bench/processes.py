@@ -90,6 +90,22 @@ def wait_for_port(port: int, owned: OwnedProcess, timeout_s: float, log_path: Pa
         time.sleep(0.05)
 
 
+def start_listening(argv: list[str], what: str, port: int, log_path: Path, cwd: Path,
+                    timeout_s: float = 30) -> OwnedProcess:
+    """A server process of ours (its own session, output to `log_path`), once it accepts on
+    `port`; stopped again if it does not."""
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, cwd=cwd)
+    owned = OwnedProcess(popen, what, term_timeout_s=10)
+    try:
+        wait_for_port(port, owned, timeout_s, log_path)
+    except BaseException:
+        owned.stop()
+        raise
+    return owned
+
+
 def _tail(path: Path | None, lines: int = 20) -> str:
     if path is None or not path.exists():
         return ""
